@@ -1,0 +1,205 @@
+"""The one place that assembles a contract app: both backends call `build_app`."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import MutableScopeHeaders, State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme, Tag
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from contract import API_PREFIX, CONTRACT_VERSION
+from contract.errors import EXCEPTION_HANDLERS
+from contract.identity import TokenError, decode_token
+from contract.logs import request_id_var
+from contract.ports import Services
+from contract.routes import ROUTES
+from contract.routes.deps import provide_services
+
+MAX_BODY_BYTES = 1024 * 1024
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_EXPOSED = [
+    "X-Request-ID",
+    "X-Backend",
+    "Retry-After",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+]
+# Routes outside the per-user rate limit: probes, metrics and docs must answer an operator.
+_UNLIMITED = ("/api/v1/health", "/metrics", "/schema", "/ws")
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Cutover Kit trading-signals API",
+        version=CONTRACT_VERSION,
+        description=(
+            "One contract, two backends (mock and production). Errors have the shape "
+            "{status_code, detail, extra?}; every response carries X-Request-ID and X-Backend."
+        ),
+        path="/schema",
+        components=Components(
+            security_schemes={
+                "BearerToken": SecurityScheme(
+                    type="http", scheme="bearer", bearer_format="JWT",
+                    description="access token from /api/v1/auth/login",
+                )
+            }
+        ),
+        tags=[Tag(name=name) for name in (
+            "system", "market data", "signals", "insights", "agents", "backtests", "auth",
+            "watchlists",
+        )],
+        use_handler_docstrings=False,
+    )
+
+
+def _request_id(scope: Scope) -> str:
+    """The request's id: the client's X-Request-ID if well-formed, else a new one (once)."""
+    state = scope.setdefault("state", {})
+    request_id: str | None = state.get("request_id")
+    if request_id is None:
+        sent = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = sent if _REQUEST_ID_RE.match(sent) else uuid.uuid4().hex
+        state["request_id"] = request_id
+    return request_id
+
+
+class RequestContext:
+    """Puts the request id in the logging context for everything the handler logs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = request_id_var.set(_request_id(scope))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            request_id_var.reset(token)
+
+
+def stamp_headers(backend: str) -> Callable[[Message, Scope], Any]:
+    """A before-send hook: X-Request-ID and X-Backend on every answer, 404s and 405s included."""
+
+    async def stamp(message: Message, scope: Scope) -> None:
+        if message["type"] in ("http.response.start", "websocket.accept"):
+            headers = MutableScopeHeaders.from_message(message)
+            headers["X-Request-ID"] = _request_id(scope)
+            headers["X-Backend"] = backend
+
+    return stamp
+
+
+class RateLimit:
+    """Per-user limits (the token's subject), else per client address, with RateLimit-* headers.
+
+    The counting itself is the backend's `RateLimitPort` (atomic in Redis in production), so the
+    limit holds across worker processes.
+    """
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    def _key(self, scope: Scope) -> str:
+        headers = dict(scope["headers"])
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token:
+            try:
+                return "user:" + decode_token(self.services.secret_key, token.strip(), "access").sub
+            except TokenError:
+                pass
+        peer = scope["client"][0] if scope.get("client") else "unknown"
+        forwarded = headers.get(b"x-forwarded-for", b"").decode("latin-1")
+        if forwarded and peer in self.services.trusted_proxies:
+            peer = forwarded.split(",")[0].strip() or peer
+        return "addr:" + peer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or path.startswith(_UNLIMITED) or not path.startswith(API_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        limit = self.services.limits.per_minute
+        decision = await self.services.limiter.hit(self._key(scope), limit, 60)
+        values = {
+            "RateLimit-Limit": str(decision.limit),
+            "RateLimit-Remaining": str(decision.remaining),
+            "RateLimit-Reset": str(decision.reset_seconds),
+        }
+        if not decision.allowed:
+            from contract.errors import RateLimited  # noqa: PLC0415 - keep the import local
+
+            exc = RateLimited(decision.limit, decision.reset_seconds)
+            body = (
+                b'{"status_code":429,"detail":"' + exc.detail.encode() + b'"}'
+            )
+            headers = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
+            headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 429, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableScopeHeaders.from_message(message)
+                for key, value in values.items():
+                    headers[key] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def build_app(
+    services: Services,
+    *,
+    cors_origins: Sequence[str] = (),
+    on_startup: Sequence[Callable[..., Any]] = (),
+    on_shutdown: Sequence[Callable[..., Any]] = (),
+    extra_routes: Sequence[Any] = (),
+    extra_middleware: Sequence[Any] = (),
+    plugins: Sequence[Any] = (),
+    debug: bool = False,
+) -> Litestar:
+    """The contract's app for one backend's services: routes, errors, headers, limits, docs."""
+    prometheus = PrometheusConfig(
+        app_name=f"cutover_{services.backend}",
+        group_path=True,
+        exclude=["/metrics"],
+    )
+    return Litestar(
+        route_handlers=[*ROUTES, PrometheusController, *extra_routes],
+        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        state=State({"services": services}),
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[
+            RequestContext,
+            prometheus.middleware,
+            DefineMiddleware(RateLimit, services=services),
+            *extra_middleware,
+        ],
+        cors_config=CORSConfig(
+            allow_origins=list(cors_origins) or ["*"],
+            expose_headers=_EXPOSED,
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        ),
+        openapi_config=openapi_config(),
+        request_max_body_size=MAX_BODY_BYTES,
+        before_send=[stamp_headers(services.backend)],
+        on_startup=list(on_startup),
+        on_shutdown=list(on_shutdown),
+        plugins=list(plugins),
+        debug=debug,
+    )

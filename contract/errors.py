@@ -1,0 +1,142 @@
+"""The status rules of CONTRACT.md, in one place.
+
+Services raise the exceptions below (or Litestar's own); the handlers turn every failure into the
+contract's error shape `{status_code, detail, extra?}` with the right status:
+400 undecodable body, 422 invalid field (naming each), 401 with `WWW-Authenticate: Bearer`,
+404, 405, 409, 413, 429 with rate-limit headers, 503 naming the dependency. Nothing else
+becomes a 500 except a bug, and a bug's answer never carries a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    ValidationException,
+)
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_401_UNAUTHORIZED,
+    HTTP_409_CONFLICT,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_429_TOO_MANY_REQUESTS,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+
+log = logging.getLogger("contract.errors")
+
+
+class FieldError(HTTPException):
+    """422: one field is invalid; `key` names it, the message says what is accepted."""
+
+    status_code = HTTP_422_UNPROCESSABLE_ENTITY
+
+    def __init__(self, key: str, message: str, source: str = "query") -> None:
+        super().__init__(
+            detail=f"Invalid {key}: {message}",
+            extra=[{"key": key, "message": message, "source": source}],
+        )
+
+
+class NotFound(NotFoundException):
+    """404: no such resource for this caller (another user's resource is 'none')."""
+
+
+class Conflict(HTTPException):
+    status_code = HTTP_409_CONFLICT
+
+
+class Unauthorized(NotAuthorizedException):
+    status_code = HTTP_401_UNAUTHORIZED
+
+
+class RateLimited(HTTPException):
+    status_code = HTTP_429_TOO_MANY_REQUESTS
+
+    def __init__(self, limit: int, reset_seconds: int, detail: str = "Rate limit exceeded") -> None:
+        super().__init__(
+            detail=f"{detail}: at most {limit} requests per window; retry in {reset_seconds} s",
+            headers={
+                "Retry-After": str(reset_seconds),
+                "RateLimit-Limit": str(limit),
+                "RateLimit-Remaining": "0",
+                "RateLimit-Reset": str(reset_seconds),
+            },
+        )
+
+
+class DependencyDown(HTTPException):
+    """503: a required dependency (e.g. the database for uncached data) does not answer."""
+
+    status_code = HTTP_503_SERVICE_UNAVAILABLE
+
+    def __init__(self, dependency: str) -> None:
+        super().__init__(detail=f"Service unavailable: the {dependency} does not answer")
+
+
+def _body(status: int, detail: str, extra: Any = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"status_code": status, "detail": detail}
+    if extra:
+        body["extra"] = extra
+    return body
+
+
+def _validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    extra = exc.extra if isinstance(exc.extra, list) else None
+    if not extra:
+        # Litestar raises a bare ValidationException when the body is not decodable.
+        return Response(
+            _body(HTTP_400_BAD_REQUEST, f"Body is not valid JSON: {exc.detail}"),
+            status_code=HTTP_400_BAD_REQUEST,
+            media_type=MediaType.JSON,
+        )
+    fields = []
+    for item in extra:
+        entry = dict(item) if isinstance(item, dict) else {"message": str(item)}
+        if entry.get("key") == "data":
+            entry["key"] = "body"
+        fields.append(entry)
+    names = ", ".join(str(f.get("key", "?")) for f in fields)
+    return Response(
+        _body(HTTP_422_UNPROCESSABLE_ENTITY, f"Invalid {names}", fields),
+        status_code=HTTP_422_UNPROCESSABLE_ENTITY,
+        media_type=MediaType.JSON,
+    )
+
+
+def _http_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    headers = dict(exc.headers or {})
+    if exc.status_code == HTTP_401_UNAUTHORIZED:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return Response(
+        _body(exc.status_code, exc.detail, exc.extra if isinstance(exc.extra, list) else None),
+        status_code=exc.status_code,
+        headers=headers,
+        media_type=MediaType.JSON,
+    )
+
+
+def _bug_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Response(
+        _body(HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error"),
+        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
+        media_type=MediaType.JSON,
+    )
+
+
+EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    ValidationException: _validation_handler,
+    HTTPException: _http_handler,
+    Exception: _bug_handler,
+}
+
+# Status codes each route documents in the OpenAPI, beside its success.
+ERROR_DOCS_PUBLIC = (422, 429, 503)
+ERROR_DOCS_AUTH = (401, 404, 409, 413, 422, 429, 503)

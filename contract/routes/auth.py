@@ -1,0 +1,105 @@
+"""Register, login, refresh, logout, me: the same identities and tokens on both backends."""
+
+from __future__ import annotations
+
+from litestar import Controller, Request, delete, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from contract import API_PREFIX
+from contract.errors import RateLimited, Unauthorized
+from contract.identity import normalise_email
+from contract.ports import Principal, Services
+from contract.routes.deps import client_address, provide_principal
+from contract.routes.docs import AUTHED, errors
+from contract.types import LoginRequest, RefreshRequest, TokenPair, User, UserCreate, UserEnvelope
+
+_AUTH = {"principal": Provide(provide_principal)}
+_BEARER = [{"BearerToken": []}]
+
+
+class AuthController(Controller):
+    path = f"{API_PREFIX}/auth"
+    tags = ["auth"]
+
+    @post(
+        "/register",
+        status_code=HTTP_201_CREATED,
+        summary="Create a user; the id is the UUIDv5 of the lower-cased email",
+        responses=errors(400, 409, 413, 422, 429, 503),
+    )
+    async def register(self, data: UserCreate, services: Services) -> UserEnvelope:
+        return UserEnvelope(user=await services.users.register(data))
+
+    @post(
+        "/login",
+        status_code=HTTP_200_OK,
+        summary="Tokens for an email and password",
+        description="Failed attempts are limited per account and per address (429).",
+        responses=errors(400, 401, 413, 422, 429, 503),
+    )
+    async def login(
+        self, data: LoginRequest, services: Services, request: Request[object, object, State]
+    ) -> TokenPair:
+        limits = services.limits
+        address = client_address(request, services)
+        keys = (
+            (f"login:account:{normalise_email(data.email)}", limits.login_per_account),
+            (f"login:address:{address}", limits.login_per_address),
+        )
+        for key, limit in keys:
+            state = await services.limiter.peek(key, limit, limits.login_window_seconds)
+            if not state.allowed:
+                raise RateLimited(limit, state.reset_seconds, "Too many failed logins")
+        try:
+            return await services.users.login(data, address)
+        except Unauthorized:
+            for key, limit in keys:
+                await services.limiter.hit(key, limit, limits.login_window_seconds)
+            raise
+
+    @post(
+        "/refresh",
+        status_code=HTTP_200_OK,
+        summary="New tokens for a refresh token; each refresh token works once",
+        responses=errors(400, 401, 413, 422, 429, 503),
+    )
+    async def refresh(self, data: RefreshRequest, services: Services) -> TokenPair:
+        return await services.users.refresh(data.refresh_token)
+
+    @post(
+        "/logout",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Revoke the caller's refresh tokens",
+        dependencies=_AUTH,
+        security=_BEARER,
+        responses=errors(*AUTHED),
+    )
+    async def logout(self, services: Services, principal: Principal) -> None:
+        await services.users.logout(principal)
+
+    @get(
+        "/me",
+        summary="The caller",
+        dependencies=_AUTH,
+        security=_BEARER,
+        responses=errors(*AUTHED),
+    )
+    async def me(self, services: Services, principal: Principal) -> UserEnvelope:
+        user: User = await services.users.me(principal)
+        return UserEnvelope(user=user)
+
+    @delete(
+        "/me",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete the caller, their watchlists and backtests; their tokens stop working",
+        dependencies=_AUTH,
+        security=_BEARER,
+        responses=errors(*AUTHED),
+    )
+    async def delete_me(self, services: Services, principal: Principal) -> None:
+        await services.users.delete(principal)
+
+
+__all__ = ["AuthController", "TokenPair"]

@@ -1,0 +1,1 @@
+"""The simple backend: the whole contract in memory, deterministic, instant to start."""

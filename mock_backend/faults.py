@@ -1,0 +1,163 @@
+"""Fault injection for rehearsals: latency, an error rate, a field drift, refused connections.
+
+Off by default; set at start-up from the environment and at run time through the admin app,
+which listens on loopback only and wants the admin token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import msgspec
+from litestar import Litestar, Request, get, put
+from litestar.datastructures import State
+from litestar.exceptions import NotAuthorizedException, ValidationException
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from mock_backend.settings import DRIFTS, Faults
+
+_INJECTED = b'{"status_code":500,"detail":"Injected fault (rehearsal)"}'
+
+
+@dataclass(slots=True)
+class FaultState:
+    """The faults in force now; the middleware reads it on every request."""
+
+    latency_ms: int = 0
+    error_rate: float = 0.0
+    drift: str = ""
+    refuse: bool = False
+
+    @classmethod
+    def of(cls, faults: Faults) -> FaultState:
+        return cls(faults.latency_ms, faults.error_rate, faults.drift, faults.refuse)
+
+
+class FaultUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    latency_ms: int | None = msgspec.field(default=None)
+    error_rate: float | None = None
+    drift: str | None = None
+    refuse: bool | None = None
+
+
+def _drift(value: Any, drift: str) -> Any:
+    if isinstance(value, list):
+        return [_drift(item, drift) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out = {key: _drift(item, drift) for key, item in value.items()}
+    if "price" in out and "previous_close" in out:  # a Quote
+        if drift == "rename_price":
+            out["last_price"] = out.pop("price")
+        elif drift == "alter_price" and isinstance(out["price"], float | int):
+            out["price"] = round(out["price"] * 1.01, 4)
+        elif drift == "drop_volume":
+            out.pop("volume", None)
+    return out
+
+
+class FaultMiddleware:
+    """Wraps the API app: sleeps, fails or rewrites answers as the fault state says."""
+
+    def __init__(self, app: ASGIApp, state: FaultState, rng: random.Random | None = None) -> None:
+        self.app = app
+        self.state = state
+        self.rng = rng or random.Random()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/api/v1") or path == "/api/v1/health":
+            await self.app(scope, receive, send)
+            return
+        state = self.state
+        if state.latency_ms:
+            await asyncio.sleep(state.latency_ms / 1000)
+        if state.error_rate and self.rng.random() < state.error_rate:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(_INJECTED)).encode()),
+                        (b"x-backend", b"mock"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": _INJECTED})
+            return
+        if not state.drift:
+            await self.app(scope, receive, send)
+            return
+        await self._drifted(scope, receive, send, state.drift)
+
+    async def _drifted(self, scope: Scope, receive: Receive, send: Send, drift: str) -> None:
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = b"".join(chunks)
+            try:
+                body = msgspec.json.encode(_drift(msgspec.json.decode(body), drift))
+            except msgspec.DecodeError:
+                pass
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, capture)
+
+
+def build_admin_app(
+    token: str, state: FaultState, set_refuse: Callable[[bool], Awaitable[None]]
+) -> Litestar:
+    """The admin app (loopback only): GET/PUT /admin/faults with `Authorization: Bearer TOKEN`."""
+
+    def check(request: Request[Any, Any, State]) -> None:
+        sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not sent or not hmac.compare_digest(sent, token):
+            raise NotAuthorizedException("admin token required", headers={"WWW-Authenticate": "Bearer"})
+
+    @get("/admin/faults")
+    async def read_faults(request: Request[Any, Any, State]) -> dict[str, Any]:
+        check(request)
+        return asdict(state)
+
+    @put("/admin/faults")
+    async def write_faults(request: Request[Any, Any, State], data: FaultUpdate) -> dict[str, Any]:
+        check(request)
+        if data.drift is not None and data.drift not in DRIFTS:
+            raise ValidationException(
+                "Invalid drift", extra=[{"key": "drift", "message": f"accepted: {DRIFTS[1:]}"}]
+            )
+        if data.error_rate is not None and not 0 <= data.error_rate <= 1:
+            raise ValidationException("Invalid error_rate", extra=[{"key": "error_rate", "message": "0..1"}])
+        if data.latency_ms is not None and not 0 <= data.latency_ms <= 60_000:
+            raise ValidationException("Invalid latency_ms", extra=[{"key": "latency_ms", "message": "0..60000"}])
+        if data.latency_ms is not None:
+            state.latency_ms = data.latency_ms
+        if data.error_rate is not None:
+            state.error_rate = data.error_rate
+        if data.drift is not None:
+            state.drift = data.drift
+        if data.refuse is not None and data.refuse != state.refuse:
+            await set_refuse(data.refuse)
+            state.refuse = data.refuse
+        return asdict(state)
+
+    return Litestar([read_faults, write_faults], openapi_config=None)

@@ -1,0 +1,67 @@
+"""Watchlists in memory, keyed by (user, name)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from contract.errors import FieldError, NotFound
+from contract.reads import normalise_symbol
+from contract.types import Watchlist, WatchlistList
+from market.calendar import iso_ms
+
+
+@dataclass(slots=True)
+class WatchlistRecord:
+    symbols: list[str]
+    updated_at: float
+
+
+def clean_symbols(raw: list[str], served: set[str]) -> list[str]:
+    """Upper-cased, served, duplicates dropped with order kept; 422 naming the bad item."""
+    symbols: list[str] = []
+    for index, item in enumerate(raw):
+        symbol = normalise_symbol(item, f"symbols[{index}]", "body")
+        if symbol not in served:
+            raise FieldError(f"symbols[{index}]", f"{symbol} is not served; see /api/v1/symbols", "body")
+        if symbol not in symbols:
+            symbols.append(symbol)
+    return symbols
+
+
+class MemoryWatchlists:
+    def __init__(self, served: set[str], clock: Callable[[], float] = time.time) -> None:
+        self._served = served
+        self._clock = clock
+        self.records: dict[tuple[str, str], WatchlistRecord] = {}
+
+    @staticmethod
+    def _wire(name: str, record: WatchlistRecord) -> Watchlist:
+        return Watchlist(name=name, symbols=list(record.symbols), updated_at=iso_ms(record.updated_at))
+
+    async def list(self, user_id: str) -> WatchlistList:
+        mine = sorted((name, rec) for (owner, name), rec in self.records.items() if owner == user_id)
+        return WatchlistList(watchlists=[self._wire(name, rec) for name, rec in mine])
+
+    async def get(self, user_id: str, name: str) -> Watchlist:
+        record = self.records.get((user_id, name))
+        if record is None:
+            raise NotFound(f"No watchlist named {name!r}")
+        return self._wire(name, record)
+
+    async def put(self, user_id: str, name: str, symbols: list[str]) -> Watchlist:
+        cleaned = clean_symbols(symbols, self._served)
+        record = self.records.get((user_id, name))
+        if record is None or record.symbols != cleaned:
+            record = WatchlistRecord(symbols=cleaned, updated_at=self._clock())
+            self.records[(user_id, name)] = record
+        return self._wire(name, record)
+
+    async def delete(self, user_id: str, name: str) -> None:
+        if self.records.pop((user_id, name), None) is None:
+            raise NotFound(f"No watchlist named {name!r}")
+
+    async def delete_user(self, user_id: str) -> None:
+        for key in [key for key in self.records if key[0] == user_id]:
+            del self.records[key]

@@ -1,0 +1,717 @@
+"""The operator's commands behind `./start.sh`: one small function per phase of the cutover.
+
+Every command says what it did and what to run next, and exits 0 when done, 1 when its gate
+failed, 2 when a precondition is missing or the usage is wrong (naming the command that provides
+it), 3 when interrupted. A state-changing command holds `var/cutover.lock` while it runs and
+records its outcome in the history of `var/state.json`. To add a command: write its body as a
+function of a `Run` returning a one-line summary, and register it with `state_changing` (or
+`read_only` when it changes nothing).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, NoReturn
+
+import httpx
+import msgspec
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ops import services
+from ops.settings import OpsSettings, SettingsError, load_settings, read_env_file
+from ops.state import (
+    CutoverLock,
+    CutoverState,
+    LockHeldError,
+    Outcome,
+    StateError,
+    StateStore,
+    now_iso,
+    write_atomic,
+)
+
+EXIT_DONE = 0
+EXIT_GATE_FAILED = 1
+EXIT_PRECONDITION = 2
+EXIT_INTERRUPTED = 3
+
+# Which command brings each service up, for "not running: start it with ..." hints.
+PROVIDERS = {
+    "mock": "./start.sh simple",
+    "prod": "./start.sh prod",
+    "worker": "./start.sh worker",
+    "gateway": "./start.sh shadow",
+}
+SERVICE_NAMES = ("mock", "prod", "worker", "gateway")
+
+# Generated into .env by `setup`; an empty value in an existing .env is filled in too.
+GENERATED_SECRETS = {
+    "SECRET_KEY": lambda: secrets.token_urlsafe(48),
+    "ADMIN_TOKEN": lambda: secrets.token_urlsafe(32),
+}
+PROJECT_PACKAGES = ("market", "contract", "mock_backend", "backend", "ops", "loadtests")
+THIRD_PARTY_MODULES = (
+    "litestar",
+    "msgspec",
+    "numpy",
+    "sqlalchemy",
+    "alembic",
+    "asyncpg",
+    "redis",
+    "sentry_sdk",
+    "prometheus_client",
+    "jwt",
+    "argon2",
+    "httpx",
+    "websockets",
+    "uvicorn",
+    "yaml",
+    "locust",
+)
+
+app = typer.Typer(
+    name="start.sh",
+    help="Move a frontend from the mock backend to the production backend, phase by phase.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+class CommandError(Exception):
+    """A command cannot finish; `next_step` tells the operator what to run about it."""
+
+    exit_code: ClassVar[int] = EXIT_GATE_FAILED
+    outcome: ClassVar[Outcome] = "failed"
+
+    def __init__(self, message: str, next_step: str | None = None) -> None:
+        super().__init__(message)
+        self.next_step = next_step
+
+
+class GateFailedError(CommandError):
+    """The command ran but its gate did not pass (exit 1)."""
+
+
+class PreconditionError(CommandError):
+    """Something the command needs is missing; the message names the command providing it."""
+
+    exit_code: ClassVar[int] = EXIT_PRECONDITION
+    outcome: ClassVar[Outcome] = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """What a state-changing command's body gets: settings and the state, lock already held."""
+
+    command: str
+    settings: OpsSettings
+    store: StateStore
+
+    def update(self, change: Callable[[CutoverState], None]) -> CutoverState:
+        return self.store.update(change)
+
+
+def _fail(message: str, next_step: str | None, code: int) -> NoReturn:
+    _report_error(message, next_step)
+    raise typer.Exit(code)
+
+
+def _report_error(message: str, next_step: str | None = None) -> None:
+    err.print(Text("✗ ", style="bold red") + Text(message))
+    if next_step:
+        err.print(Text("  next: ", style="bold") + Text(next_step))
+
+
+def _settings() -> OpsSettings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        _fail(f"bad setting: {exc}", "fix it in .env (see env.example)", EXIT_PRECONDITION)
+
+
+def state_changing(command: str, body: Callable[[Run], str]) -> None:
+    """Run `body` holding the cutover lock and record its outcome in the state history."""
+    settings = _settings()
+    lock = CutoverLock(settings.lock_file)
+    try:
+        lock.acquire(command)
+    except LockHeldError as held:
+        _fail(str(held), None, EXIT_PRECONDITION)
+    if lock.taken_over is not None:
+        err.print(f"[yellow]![/] took over a stale lock left by {lock.taken_over.describe()}")
+    store = StateStore(settings.state_file)
+    code, detail = EXIT_GATE_FAILED, "unexpected error"
+    outcome: Outcome = "error"
+    state_readable = True
+    try:
+        try:
+            store.load()
+        except StateError as exc:
+            state_readable = False
+            raise PreconditionError(str(exc)) from None
+        detail = body(Run(command=command, settings=settings, store=store))
+        code, outcome = EXIT_DONE, "done"
+    except CommandError as exc:
+        code, outcome, detail = exc.exit_code, exc.outcome, str(exc)
+        _report_error(str(exc), exc.next_step)
+    except KeyboardInterrupt:
+        code, outcome, detail = EXIT_INTERRUPTED, "interrupted", "interrupted (Ctrl-C)"
+        err.print(f"[yellow]![/] {command} interrupted")
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        try:
+            if state_readable:
+                store.record(command, outcome, detail.splitlines()[0] if detail else "")
+        finally:
+            lock.release()
+    if code != EXIT_DONE:
+        raise typer.Exit(code)
+
+
+def read_only(body: Callable[[OpsSettings], int]) -> None:
+    """Run a command that changes no state: no lock, no history entry."""
+    settings = _settings()
+    try:
+        code = body(settings)
+    except CommandError as exc:
+        _report_error(str(exc), exc.next_step)
+        code = exc.exit_code
+    except StateError as exc:
+        _report_error(str(exc))
+        code = EXIT_PRECONDITION
+    except KeyboardInterrupt:
+        err.print("[yellow]![/] interrupted")
+        code = EXIT_INTERRUPTED
+    if code != EXIT_DONE:
+        raise typer.Exit(code)
+
+
+def _next(*steps: str) -> None:
+    out.print(Text("next: ", style="bold") + Text(" · ".join(steps)))
+
+
+def _gate(passed: bool, detail: str, **figures: Any) -> dict[str, Any]:
+    return {"passed": passed, "at": now_iso(), "detail": detail, **figures}
+
+
+# --- setup ----------------------------------------------------------------------------------
+
+
+def ensure_env_file(settings: OpsSettings) -> list[str]:
+    """Create `.env` from env.example with fresh secrets, or fill empty secrets in an existing one.
+
+    Returns what was done, one line per change (empty when `.env` was complete already).
+    """
+    path = settings.env_file
+    if path.exists():
+        existing = path.read_text(encoding="utf-8")
+        current = read_env_file(path)
+        missing = [name for name in GENERATED_SECRETS if not current.get(name)]
+        if not missing:
+            return []
+        lines = [
+            line for line in existing.splitlines() if line.partition("=")[0].strip() not in missing
+        ]
+        lines += [f"{name}={GENERATED_SECRETS[name]()}" for name in missing]
+        write_atomic(path, ("\n".join(lines) + "\n").encode(), mode=0o600)
+        return [f"generated {', '.join(missing)} in the existing {path.name}"]
+    if not settings.env_example.is_file():
+        raise PreconditionError(
+            f"{settings.env_example.name} is missing, so .env cannot be written",
+            "restore it: git checkout -- env.example",
+        )
+    lines = []
+    for line in settings.env_example.read_text(encoding="utf-8").splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name in GENERATED_SECRETS and not value.strip():
+            line = f"{name}={GENERATED_SECRETS[name]()}"
+        lines.append(line)
+    write_atomic(path, ("\n".join(lines) + "\n").encode(), mode=0o600)
+    return [
+        f"wrote {path.name} from {settings.env_example.name} with a new SECRET_KEY and ADMIN_TOKEN"
+    ]
+
+
+def check_imports() -> list[str]:
+    """The packages that fail to import (ours) or are not installed (third-party), with why."""
+    problems = []
+    if sys.version_info[:2] != (3, 11):
+        problems.append(f"Python {sys.version_info[0]}.{sys.version_info[1]} (3.11 is required)")
+    for name in PROJECT_PACKAGES:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            problems.append(f"{name}: {type(exc).__name__}: {exc}")
+    problems += [
+        f"{name}: not installed"
+        for name in THIRD_PARTY_MODULES
+        if importlib.util.find_spec(name) is None
+    ]
+    return problems
+
+
+def _setup(run: Run) -> str:
+    done = ensure_env_file(run.settings)
+    for line in done:
+        out.print(f"[green]✓[/] {line}")
+    if not done:
+        out.print(f"[green]✓[/] kept the existing {run.settings.env_file.name}")
+    problems = check_imports()
+    if problems:
+        run.update(lambda s: s.gates.__setitem__("imports", _gate(False, "; ".join(problems))))
+        raise GateFailedError(
+            "some packages do not import:\n  " + "\n  ".join(problems),
+            "./start.sh setup again after fixing them (start.sh re-installs when "
+            "pyproject.toml changes), or .venv/bin/pip install -e '.[dev]'",
+        )
+
+    def change(state: CutoverState) -> None:
+        state.advance("setup")
+        state.gates["imports"] = _gate(True, "all packages import")
+
+    run.update(change)
+    out.print("[green]✓[/] all packages import")
+    _next("./start.sh simple (start the mock)", "./start.sh test")
+    return "; ".join(done) or "kept .env; imports ok"
+
+
+@app.command()
+def setup() -> None:
+    """Write .env from env.example (with generated secrets) and check that everything imports."""
+    state_changing("setup", _setup)
+
+
+# --- simple ---------------------------------------------------------------------------------
+
+
+def _show_mock_answering(url: str) -> None:
+    try:
+        quote = httpx.get(f"{url}/api/v1/market-data/SPY", timeout=3.0)
+        body = quote.json()
+    except (httpx.HTTPError, ValueError):
+        return
+    if quote.status_code == 200 and isinstance(body, dict) and "price" in body:
+        change = body.get("change_percent")
+        change_text = f" ({change:+.2f} %)" if isinstance(change, int | float) else ""
+        out.print(f"  GET /api/v1/market-data/SPY → {body['price']}{change_text}")
+
+
+def _simple(run: Run) -> str:
+    for line in ensure_env_file(run.settings):
+        out.print(f"[green]✓[/] {line}")
+    spec = services.mock_spec(run.settings)
+    out.print(f"starting the mock on {spec.url} …")
+    try:
+        result = services.start_service(run.settings, spec)
+    except services.PortBusyError as exc:
+        raise PreconditionError(str(exc), "./start.sh status; set MOCK_PORT in .env") from None
+    except services.ServiceError as exc:
+        failure = str(exc)
+        run.update(lambda s: s.gates.__setitem__("mock-health", _gate(False, failure)))
+        raise GateFailedError(failure, "./start.sh logs mock") from None
+    record = result.record
+    body = result.health.body or {}
+
+    def change(state: CutoverState) -> None:
+        state.advance("simple")
+        state.processes["mock"] = {
+            "pid": record.pid,
+            "port": record.port,
+            "url": record.url,
+            "started_at": record.started_at,
+        }
+        if not result.already_running:
+            state.gates["mock-health"] = _gate(
+                True, "healthy", startup_seconds=result.startup_seconds
+            )
+
+    run.update(change)
+    if result.already_running:
+        out.print(f"[green]✓[/] the mock already runs at {record.url} (pid {record.pid}), healthy")
+        summary = f"already running (pid {record.pid})"
+    else:
+        out.print(
+            f"[green]✓[/] the mock is up at {record.url} (pid {record.pid}, "
+            f"healthy in {result.startup_seconds:.2f} s)"
+        )
+        summary = f"started (pid {record.pid}) in {result.startup_seconds:.2f} s"
+    data = body.get("data")
+    if isinstance(data, dict):
+        out.print(
+            f"  health: {body.get('status')} · backend {body.get('backend')} · data "
+            f"{data.get('source')} (seed {data.get('seed')}, as of {data.get('asof')})"
+        )
+    _show_mock_answering(str(record.url))
+    out.print(f"  try: curl {record.health_url}")
+    out.print(f"  API docs: {record.url}/schema · log: {services.log_path(run.settings, 'mock')}")
+    out.print(f"  a frontend points at it with VITE_API_URL={record.url}")
+    _next("./start.sh status", "./start.sh logs mock", "./start.sh stop")
+    return summary
+
+
+@app.command()
+def simple() -> None:
+    """Start the mock backend in the background and wait until it is healthy."""
+    state_changing("simple", _simple)
+
+
+# --- stop -----------------------------------------------------------------------------------
+
+
+def _stop(run: Run, names: list[str]) -> str:
+    recorded = [p.stem for p in sorted(run.settings.run_dir.glob("*.pid"))]
+    targets = services.stop_order(names or recorded)
+    if not targets:
+        out.print("nothing to stop: no process started by this project is recorded")
+        return "nothing to stop"
+    results = [services.stop_service(run.settings, name) for name in targets]
+    for result in results:
+        if result.outcome in ("stopped", "killed"):
+            how = "stopped" if result.outcome == "stopped" else "killed after the grace period"
+            out.print(f"[green]✓[/] {result.name} (pid {result.pid}) {how}")
+        elif result.outcome == "stale":
+            out.print(f"[green]✓[/] {result.name} was not running; removed its stale pid file")
+        else:
+            out.print(f"  {result.name} is not running")
+
+    def change(state: CutoverState) -> None:
+        for result in results:
+            state.processes.pop(result.name, None)
+
+    run.update(change)
+    return ", ".join(f"{r.name} {r.outcome}" for r in results)
+
+
+@app.command()
+def stop(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Services to stop (default: every one this project started)."),
+    ] = None,
+) -> None:
+    """Stop what this project started, by pid (SIGTERM, then SIGKILL after a grace period)."""
+    state_changing("stop", lambda run: _stop(run, names or []))
+
+
+# --- status ---------------------------------------------------------------------------------
+
+
+def status_document(settings: OpsSettings, history: int = 20) -> dict[str, Any]:
+    """Phase, mode, weight, lock, every known process with its health, gates and history."""
+    state = StateStore(settings.state_file).load()
+    recorded = {r.name: r for r in services.pid_records(settings)}
+    names = list(SERVICE_NAMES) + sorted(n for n in recorded if n not in SERVICE_NAMES)
+    processes = []
+    for name in names:
+        record = recorded.get(name)
+        entry: dict[str, Any] = {
+            "name": name,
+            "pid": None,
+            "alive": False,
+            "port": services.known_port(settings, name),
+            "url": None,
+            "health": None,
+        }
+        if record is not None:
+            alive = services.is_running(record)
+            entry.update(pid=record.pid, alive=alive, port=record.port, url=record.url)
+            if alive and record.health_url:
+                health = services.check_health(record.health_url, timeout=2.0)
+                entry["health"] = {
+                    "ok": health.ok,
+                    "status_code": health.status_code,
+                    "status": health.status,
+                    "error": health.error,
+                    "elapsed_ms": health.elapsed_ms,
+                }
+        processes.append(entry)
+    holder = CutoverLock(settings.lock_file).live_holder()
+    return {
+        "version": state.version,
+        "phase": state.phase,
+        "mode": state.mode,
+        "weight": state.weight,
+        "lock": msgspec.to_builtins(holder) if holder else None,
+        "processes": processes,
+        "gates": state.gates,
+        "history": msgspec.to_builtins(state.history[-history:]),
+        "at": now_iso(),
+    }
+
+
+def _health_text(entry: dict[str, Any]) -> Text:
+    health = entry["health"]
+    if not entry["alive"]:
+        return Text("-", style="dim")
+    if health is None:
+        return Text("n/a", style="dim")
+    if health["ok"]:
+        label = health["status"] or "ok"
+        return Text(f"{label} ({health['elapsed_ms']:.0f} ms)", style="green")
+    return Text(str(health["error"] or f"HTTP {health['status_code']}"), style="red")
+
+
+def render_status(doc: dict[str, Any]) -> Group:
+    lock = doc["lock"]
+    lock_text = f"held by `{lock['command']}` (pid {lock['pid']})" if lock else "free"
+    header = Text.assemble(
+        ("cutover ", "bold"),
+        f"phase {doc['phase']} · mode {doc['mode']} · weight {doc['weight']} % · lock {lock_text}",
+    )
+    procs = Table(title="processes", title_justify="left", expand=False)
+    for column in ("name", "pid", "state", "port", "health"):
+        procs.add_column(column)
+    for entry in doc["processes"]:
+        state = Text("running", style="green") if entry["alive"] else Text("stopped", style="dim")
+        if entry["pid"] is not None and not entry["alive"]:
+            state = Text("dead (stale pid file)", style="yellow")
+        procs.add_row(
+            entry["name"],
+            str(entry["pid"] or "-"),
+            state,
+            str(entry["port"] or "-"),
+            _health_text(entry),
+        )
+    parts: list[Any] = [header, procs]
+    if doc["gates"]:
+        gates = Table(title="gates", title_justify="left")
+        for column in ("gate", "result", "at", "detail"):
+            gates.add_column(column)
+        for name, gate in sorted(doc["gates"].items()):
+            passed = isinstance(gate, dict) and gate.get("passed")
+            gates.add_row(
+                name,
+                Text("pass", style="green") if passed else Text("fail", style="red"),
+                str(gate.get("at", "")) if isinstance(gate, dict) else "",
+                str(gate.get("detail", "")) if isinstance(gate, dict) else str(gate),
+            )
+        parts.append(gates)
+    history = Table(title="history", title_justify="left")
+    for column in ("at", "command", "outcome", "detail"):
+        history.add_column(column)
+    styles = {"done": "green", "failed": "red", "error": "red"}
+    for item in doc["history"][-10:]:
+        history.add_row(
+            item["at"],
+            item["command"],
+            Text(item["outcome"], style=styles.get(item["outcome"], "yellow")),
+            item["detail"],
+        )
+    if doc["history"]:
+        parts.append(history)
+    else:
+        parts.append(Text("no command has run yet: ./start.sh simple", style="dim"))
+    return Group(*parts)
+
+
+def _status(settings: OpsSettings, as_json: bool, watch: bool, interval: float) -> int:
+    if not watch:
+        doc = status_document(settings)
+        if as_json:
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        else:
+            out.print(render_status(doc))
+            if not any(p["alive"] for p in doc["processes"] if p["name"] == "mock"):
+                _next("./start.sh simple (start the mock)")
+        return EXIT_DONE
+    try:
+        if as_json:
+            while True:
+                sys.stdout.write(json.dumps(status_document(settings)) + "\n")
+                sys.stdout.flush()
+                time.sleep(interval)
+        with Live(
+            render_status(status_document(settings)), console=out, auto_refresh=False
+        ) as live:
+            while True:
+                time.sleep(interval)
+                live.update(render_status(status_document(settings)), refresh=True)
+    except KeyboardInterrupt:
+        return EXIT_DONE  # leaving a watch is its normal end
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0.2)] = 2.0,
+) -> None:
+    """Phase and history from the state file, and every known process: pid, port, health."""
+    read_only(lambda settings: _status(settings, as_json, watch, interval))
+
+
+# --- logs -----------------------------------------------------------------------------------
+
+
+def _follow(path: Path, position: int) -> None:
+    """Print what is appended to `path`, reopening it when it is rotated, until Ctrl-C."""
+    handle = path.open("rb")
+    handle.seek(position)
+    inode = os.fstat(handle.fileno()).st_ino
+    try:
+        while True:
+            chunk = handle.read()
+            if chunk:
+                sys.stdout.write(chunk.decode(errors="replace"))
+                sys.stdout.flush()
+                continue
+            time.sleep(0.25)
+            try:
+                current = path.stat()
+            except FileNotFoundError:
+                continue
+            if current.st_ino != inode or current.st_size < handle.tell():
+                handle.close()
+                handle = path.open("rb")
+                inode = os.fstat(handle.fileno()).st_ino
+    finally:
+        handle.close()
+
+
+def _logs(settings: OpsSettings, name: str, lines: int, follow: bool) -> int:
+    available = sorted({p.name.split(".")[0] for p in settings.logs_dir.glob("*.log")})
+    known = sorted(set(SERVICE_NAMES) | set(available))
+    if name not in known:
+        raise PreconditionError(f"no service named {name!r}; known: {', '.join(known)}")
+    path = services.log_path(settings, name)
+    if not path.is_file():
+        fallback = services.out_path(settings, name)
+        if not fallback.is_file():
+            raise PreconditionError(
+                f"no log for {name} yet ({path} does not exist)",
+                f"{PROVIDERS.get(name, './start.sh status')} starts it",
+            )
+        path = fallback
+    err.print(f"[dim]==> {path} <==[/]")
+    for line in services.tail_lines(path, lines):
+        sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+    if follow:
+        try:
+            _follow(path, path.stat().st_size)
+        except KeyboardInterrupt:
+            return EXIT_DONE  # Ctrl-C is how a follow ends
+    return EXIT_DONE
+
+
+@app.command()
+def logs(
+    name: Annotated[str, typer.Argument(help="mock, prod, worker or gateway.")],
+    lines: Annotated[int, typer.Option("-n", "--lines", help="How many lines.", min=0)] = 50,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+) -> None:
+    """Show the end of a service's log (var/logs/NAME.log)."""
+    read_only(lambda settings: _logs(settings, name, lines, follow))
+
+
+# --- test -----------------------------------------------------------------------------------
+
+# pytest's exit codes → ours: 0 passed, 1 failed, 2 interrupted, 3 internal error,
+# 4 usage error, 5 no test collected (a test command that ran nothing has not passed).
+PYTEST_EXIT = {0: EXIT_DONE, 1: EXIT_GATE_FAILED, 2: EXIT_INTERRUPTED, 4: EXIT_PRECONDITION}
+
+
+def run_child(argv: list[str], cwd: Path) -> int:
+    """Run a foreground child; on Ctrl-C let it finish its own interrupt handling, then 3."""
+    process = subprocess.Popen(argv, cwd=cwd)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            # The Ctrl-C reached only us (not a terminal's whole group): pass it on.
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        raise
+
+
+def _test(settings: OpsSettings, args: list[str]) -> int:
+    argv = [sys.executable, "-m", "pytest", *args]
+    err.print(f"[dim]running: python -m pytest {' '.join(args)}[/]")
+    code = run_child(argv, settings.root)
+    if code == 5:
+        err.print("[red]✗[/] no test ran (pytest collected none)")
+    return PYTEST_EXIT.get(code, EXIT_GATE_FAILED)
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def test(ctx: typer.Context) -> None:
+    """Run the test suite (what CI runs); any arguments go to pytest, e.g. `test -x tests/ops`."""
+    read_only(lambda settings: _test(settings, list(ctx.args)))
+
+
+# --- bench ----------------------------------------------------------------------------------
+
+
+def benchmarks(settings: OpsSettings) -> dict[str, str]:
+    """The benchmarks under loadtests/bench/ by name: market-data → loadtests.bench.market_data."""
+    folder = settings.root / "loadtests" / "bench"
+    return {
+        path.stem.replace("_", "-"): f"loadtests.bench.{path.stem}"
+        for path in sorted(folder.glob("*.py"))
+        if not path.stem.startswith("_")
+    }
+
+
+def _bench(settings: OpsSettings, name: str | None, url: str | None, count: int | None) -> int:
+    available = benchmarks(settings)
+    if name is not None and name.replace("_", "-") not in available:
+        raise PreconditionError(f"no benchmark {name!r}; there are: {', '.join(available)}")
+    chosen = [name.replace("_", "-")] if name else list(available)
+    worst = EXIT_DONE
+    for bench_name in chosen:
+        argv = [sys.executable, "-m", available[bench_name]]
+        if url:
+            argv += ["--url", url]
+        if count is not None:
+            argv += ["--count", str(count)]
+        code = run_child(argv, settings.root)
+        worst = max(worst, EXIT_GATE_FAILED if code == 1 else code)
+    return worst
+
+
+@app.command()
+def bench(
+    name: Annotated[str | None, typer.Argument(help="One benchmark (default: all).")] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Base URL to measure (default: a mock started on a free port)."),
+    ] = None,
+    count: Annotated[int | None, typer.Option(help="Requests to time.", min=1)] = None,
+) -> None:
+    """Run the benchmarks in loadtests/bench/; figures printed and saved under var/reports/."""
+    read_only(lambda settings: _bench(settings, name, url, count))
+
+
+def main() -> None:
+    """Entry point of `python -m ops`."""
+    app(prog_name="start.sh")
