@@ -11,6 +11,7 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import MutableScopeHeaders, State
 from litestar.di import Provide
+from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
@@ -18,7 +19,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from contract import API_PREFIX, CONTRACT_VERSION
-from contract.errors import EXCEPTION_HANDLERS
+from contract.errors import EXCEPTION_HANDLERS, RateLimited, send_error
 from contract.identity import TokenError, decode_token
 from contract.logs import request_id_var
 from contract.ports import Services
@@ -51,15 +52,26 @@ def openapi_config() -> OpenAPIConfig:
         components=Components(
             security_schemes={
                 "BearerToken": SecurityScheme(
-                    type="http", scheme="bearer", bearer_format="JWT",
+                    type="http",
+                    scheme="bearer",
+                    bearer_format="JWT",
                     description="access token from /api/v1/auth/login",
                 )
             }
         ),
-        tags=[Tag(name=name) for name in (
-            "system", "market data", "signals", "insights", "agents", "backtests", "auth",
-            "watchlists",
-        )],
+        tags=[
+            Tag(name=name)
+            for name in (
+                "system",
+                "market data",
+                "signals",
+                "insights",
+                "agents",
+                "backtests",
+                "auth",
+                "watchlists",
+            )
+        ],
         use_handler_docstrings=False,
     )
 
@@ -121,7 +133,8 @@ class RateLimit:
                 return "user:" + decode_token(self.services.secret_key, token.strip(), "access").sub
             except TokenError:
                 pass
-        peer = scope["client"][0] if scope.get("client") else "unknown"
+        client = scope.get("client")
+        peer = client[0] if client else "unknown"
         forwarded = headers.get(b"x-forwarded-for", b"").decode("latin-1")
         if forwarded and peer in self.services.trusted_proxies:
             peer = forwarded.split(",")[0].strip() or peer
@@ -129,7 +142,11 @@ class RateLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or path.startswith(_UNLIMITED) or not path.startswith(API_PREFIX):
+        if (
+            scope["type"] != ScopeType.HTTP
+            or path.startswith(_UNLIMITED)
+            or not path.startswith(API_PREFIX)
+        ):
             await self.app(scope, receive, send)
             return
         limit = self.services.limits.per_minute
@@ -140,16 +157,8 @@ class RateLimit:
             "RateLimit-Reset": str(decision.reset_seconds),
         }
         if not decision.allowed:
-            from contract.errors import RateLimited  # noqa: PLC0415 - keep the import local
-
             exc = RateLimited(decision.limit, decision.reset_seconds)
-            body = (
-                b'{"status_code":429,"detail":"' + exc.detail.encode() + b'"}'
-            )
-            headers = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
-            headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            await send({"type": "http.response.start", "status": 429, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await send_error(send, exc.status_code, exc.detail, exc.headers)
             return
 
         async def send_with_headers(message: Message) -> None:
@@ -201,5 +210,6 @@ def build_app(
         on_startup=list(on_startup),
         on_shutdown=list(on_shutdown),
         plugins=list(plugins),
+        logging_config=None,  # each process configures logging itself (contract.logs)
         debug=debug,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -28,6 +29,7 @@ from litestar.status_codes import (
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
+from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Send
 
 log = logging.getLogger("contract.errors")
 
@@ -140,3 +142,23 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
 # Status codes each route documents in the OpenAPI, beside its success.
 ERROR_DOCS_PUBLIC = (422, 429, 503)
 ERROR_DOCS_AUTH = (401, 404, 409, 413, 422, 429, 503)
+
+
+async def send_error(
+    send: Send, status: int, detail: str, headers: dict[str, str] | None = None
+) -> None:
+    """Answer an error from ASGI middleware (outside Litestar's handlers), in the same shape."""
+    body = msgspec.json.encode(_body(status, detail))
+    raw_headers = [(key.lower().encode(), value.encode()) for key, value in (headers or {}).items()]
+    raw_headers += [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": raw_headers,
+    }
+    await send(start)
+    end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
+    await send(end)

@@ -225,7 +225,9 @@ class HistoryReads:
             )
         ]
         return Historical(
-            symbol=symbol.upper(), period=period, interval=interval,  # type: ignore[arg-type]
+            symbol=symbol.upper(),
+            period=period,
+            interval=interval,  # type: ignore[arg-type]
             data=candles,
         )
 
@@ -234,10 +236,15 @@ class HistoryReads:
         columns = [getattr(ind, name)[first:].tolist() for name in INDICATOR_NAMES]
         points = []
         for offset, moment in enumerate(bars.time[first:].tolist()):
-            values = {name: _round(col[offset]) for name, col in zip(INDICATOR_NAMES, columns, strict=True)}
+            values = {
+                name: _round(col[offset])
+                for name, col in zip(INDICATOR_NAMES, columns, strict=True)
+            }
             points.append(IndicatorPoint(time=moment, **values))
         return IndicatorSeries(
-            symbol=symbol.upper(), period=period, interval=interval,  # type: ignore[arg-type]
+            symbol=symbol.upper(),
+            period=period,
+            interval=interval,  # type: ignore[arg-type]
             data=points,
         )
 
@@ -367,9 +374,7 @@ class HistoryReads:
                     name=spec.name,
                     description=spec.description,
                     params={
-                        name: StrategyParam(
-                            type=param.type, default=param.default, min=param.min, max=param.max
-                        )
+                        name: msgspec.convert(param, StrategyParam, from_attributes=True)
                         for name, param in spec.params.items()
                     },
                 )
@@ -417,8 +422,12 @@ class HistoryReads:
 
         def make() -> object:
             return run_backtest(
-                daily, request.strategy, dict(request.params), request.initial_capital,
-                start, end,
+                daily,
+                request.strategy,
+                dict(request.params),
+                request.initial_capital,
+                start,
+                end,
             )
 
         try:

@@ -252,9 +252,7 @@ class Sentiment(Struct):
 
 class TechnicalView(Struct):
     rsi_14: float | None
-    macd_state: Literal[
-        "bullish_crossover", "bearish_crossover", "bullish", "bearish", "neutral"
-    ]
+    macd_state: Literal["bullish_crossover", "bearish_crossover", "bullish", "bearish", "neutral"]
     support: Annotated[list[float], Meta(min_length=3, max_length=3)]
     resistance: Annotated[list[float], Meta(min_length=3, max_length=3)]
 

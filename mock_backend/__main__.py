@@ -17,8 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument(
-        "--admin-port", type=int, default=None,
-        help="loopback port of the fault-injection admin app (default: MOCK_ADMIN_PORT or 8011; 0 = off)",
+        "--admin-port",
+        type=int,
+        default=None,
+        help="loopback port of the fault-injection admin (default MOCK_ADMIN_PORT; 0 or unset: off)",
     )
     parser.add_argument("--log-file", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = MockSettings.from_env()
         admin_port = args.admin_port
         if admin_port is None:
-            admin_port = int(os.environ.get("MOCK_ADMIN_PORT", "8011") or 0)
+            admin_port = int(os.environ.get("MOCK_ADMIN_PORT", "0") or 0)
     except (SettingsError, ValueError) as exc:
         print(f"mock_backend: bad setting: {exc}", file=sys.stderr)
         return 2

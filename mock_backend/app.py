@@ -36,7 +36,9 @@ def create_app(settings: MockSettings) -> MockParts:
     history = GeneratedHistory(settings.seed, settings.asof, settings.quote_feed)
 
     async def checks() -> HealthChecks:
-        return HealthChecks(database="n/a", cache="n/a", feed="ok" if settings.quote_feed else "n/a")
+        return HealthChecks(
+            database="n/a", cache="n/a", feed="ok" if settings.quote_feed else "n/a"
+        )
 
     reads = HistoryReads(history, "mock", checks)
     watchlists = MemoryWatchlists({item.symbol for item in history.listings()})

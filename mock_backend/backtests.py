@@ -66,7 +66,10 @@ class MemoryBacktests:
                 raise Conflict(f"Backtest {backtest_id} exists with a different request")
             return BacktestAccepted(id=backtest_id, status=existing.status)
         self.records[key] = BacktestRecord(
-            id=backtest_id, user_id=user_id, status="queued", request=request,
+            id=backtest_id,
+            user_id=user_id,
+            status="queued",
+            request=request,
             created_at=self._clock(),
         )
         self._tasks[key] = asyncio.create_task(self._run(key))
@@ -91,13 +94,15 @@ class MemoryBacktests:
         finally:
             self._tasks.pop(key, None)
 
-    async def list(self, user_id: str) -> BacktestList:
+    async def of_user(self, user_id: str) -> BacktestList:
         mine = [rec for (owner, _), rec in self.records.items() if owner == user_id]
         mine.sort(key=lambda rec: (rec.created_at, rec.id), reverse=True)
         return BacktestList(
             backtests=[
                 BacktestSummary(
-                    id=rec.id, status=rec.status, request=rec.request,
+                    id=rec.id,
+                    status=rec.status,
+                    request=rec.request,
                     created_at=iso_ms(rec.created_at),
                 )
                 for rec in mine

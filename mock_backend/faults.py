@@ -7,21 +7,30 @@ which listens on loopback only and wants the admin token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from litestar import Litestar, Request, get, put
 from litestar.datastructures import State
+from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, ValidationException
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Message,
+    Receive,
+    Scope,
+    Send,
+)
 
+from contract.errors import send_error
 from mock_backend.settings import DRIFTS, Faults
-
-_INJECTED = b'{"status_code":500,"detail":"Injected fault (rehearsal)"}'
 
 
 @dataclass(slots=True)
@@ -71,25 +80,18 @@ class FaultMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith("/api/v1") or path == "/api/v1/health":
+        if (
+            scope["type"] != ScopeType.HTTP
+            or not path.startswith("/api/v1")
+            or path == "/api/v1/health"
+        ):
             await self.app(scope, receive, send)
             return
         state = self.state
         if state.latency_ms:
             await asyncio.sleep(state.latency_ms / 1000)
         if state.error_rate and self.rng.random() < state.error_rate:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(_INJECTED)).encode()),
-                        (b"x-backend", b"mock"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": _INJECTED})
+            await send_error(send, 500, "Injected fault (rehearsal)", {"x-backend": "mock"})
             return
         if not state.drift:
             await self.app(scope, receive, send)
@@ -111,14 +113,19 @@ class FaultMiddleware:
             if message.get("more_body"):
                 return
             body = b"".join(chunks)
-            try:
+            with contextlib.suppress(msgspec.DecodeError):
                 body = msgspec.json.encode(_drift(msgspec.json.decode(body), drift))
-            except msgspec.DecodeError:
-                pass
-            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            headers = [
+                (k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"
+            ]
             headers.append((b"content-length", str(len(body)).encode()))
-            await send({**start, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await send(cast("HTTPResponseStartEvent", {**start, "headers": headers}))
+            end: HTTPResponseBodyEvent = {
+                "type": "http.response.body",
+                "body": body,
+                "more_body": False,
+            }
+            await send(end)
 
         await self.app(scope, receive, capture)
 
@@ -131,7 +138,9 @@ def build_admin_app(
     def check(request: Request[Any, Any, State]) -> None:
         sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not sent or not hmac.compare_digest(sent, token):
-            raise NotAuthorizedException("admin token required", headers={"WWW-Authenticate": "Bearer"})
+            raise NotAuthorizedException(
+                "admin token required", headers={"WWW-Authenticate": "Bearer"}
+            )
 
     @get("/admin/faults")
     async def read_faults(request: Request[Any, Any, State]) -> dict[str, Any]:
@@ -146,9 +155,13 @@ def build_admin_app(
                 "Invalid drift", extra=[{"key": "drift", "message": f"accepted: {DRIFTS[1:]}"}]
             )
         if data.error_rate is not None and not 0 <= data.error_rate <= 1:
-            raise ValidationException("Invalid error_rate", extra=[{"key": "error_rate", "message": "0..1"}])
+            raise ValidationException(
+                "Invalid error_rate", extra=[{"key": "error_rate", "message": "0..1"}]
+            )
         if data.latency_ms is not None and not 0 <= data.latency_ms <= 60_000:
-            raise ValidationException("Invalid latency_ms", extra=[{"key": "latency_ms", "message": "0..60000"}])
+            raise ValidationException(
+                "Invalid latency_ms", extra=[{"key": "latency_ms", "message": "0..60000"}]
+            )
         if data.latency_ms is not None:
             state.latency_ms = data.latency_ms
         if data.error_rate is not None:

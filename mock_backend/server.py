@@ -37,7 +37,7 @@ class Listener:
         config = self.server.config
         sock = config.bind_socket()
         create_protocol = functools.partial(
-            config.http_protocol_class,
+            config.http_protocol_class,  # type: ignore[call-arg]
             config=config,
             server_state=self.server.server_state,
             app_state=self.server.lifespan.state,
@@ -48,13 +48,26 @@ class Listener:
         log.warning("fault cleared: accepting connections")
 
 
+async def _started(server: uvicorn.Server) -> None:
+    """Wait until uvicorn has bound its socket (it offers no event for it)."""
+    async with asyncio.timeout(30):
+        while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+            await asyncio.sleep(0.01)
+
+
 async def serve(settings: MockSettings, host: str, port: int, admin_port: int) -> None:
     parts = create_app(settings)
     api = FaultMiddleware(parts.app, parts.faults)
     api_server = uvicorn.Server(
         uvicorn.Config(
-            api, host=host, port=port, log_config=None, access_log=False, lifespan="on",
-            ws="websockets-sansio", timeout_keep_alive=30,
+            api,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            ws="websockets-sansio",
+            timeout_keep_alive=30,
         )
     )
     listener = Listener(api_server)
@@ -64,15 +77,18 @@ async def serve(settings: MockSettings, host: str, port: int, admin_port: int) -
         servers.append(
             uvicorn.Server(
                 uvicorn.Config(
-                    admin, host="127.0.0.1", port=admin_port, log_config=None,
-                    access_log=False, lifespan="off",
+                    admin,
+                    host="127.0.0.1",
+                    port=admin_port,
+                    log_config=None,
+                    access_log=False,
+                    lifespan="off",
                 )
             )
         )
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     if parts.faults.refuse:
-        while not api_server.started:
-            await asyncio.sleep(0.01)
+        await _started(api_server)
         await listener.set_refuse(True)
     done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for server in servers:

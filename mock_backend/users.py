@@ -38,7 +38,9 @@ class UserRecord:
     created_at: float
 
     def public(self) -> User:
-        return User(id=self.id, email=self.email, name=self.name, created_at=iso_ms(self.created_at))
+        return User(
+            id=self.id, email=self.email, name=self.name, created_at=iso_ms(self.created_at)
+        )
 
 
 class MemoryUsers:

@@ -24,7 +24,9 @@ def clean_symbols(raw: list[str], served: set[str]) -> list[str]:
     for index, item in enumerate(raw):
         symbol = normalise_symbol(item, f"symbols[{index}]", "body")
         if symbol not in served:
-            raise FieldError(f"symbols[{index}]", f"{symbol} is not served; see /api/v1/symbols", "body")
+            raise FieldError(
+                f"symbols[{index}]", f"{symbol} is not served; see /api/v1/symbols", "body"
+            )
         if symbol not in symbols:
             symbols.append(symbol)
     return symbols
@@ -38,10 +40,14 @@ class MemoryWatchlists:
 
     @staticmethod
     def _wire(name: str, record: WatchlistRecord) -> Watchlist:
-        return Watchlist(name=name, symbols=list(record.symbols), updated_at=iso_ms(record.updated_at))
+        return Watchlist(
+            name=name, symbols=list(record.symbols), updated_at=iso_ms(record.updated_at)
+        )
 
-    async def list(self, user_id: str) -> WatchlistList:
-        mine = sorted((name, rec) for (owner, name), rec in self.records.items() if owner == user_id)
+    async def of_user(self, user_id: str) -> WatchlistList:
+        mine = sorted(
+            (name, rec) for (owner, name), rec in self.records.items() if owner == user_id
+        )
         return WatchlistList(watchlists=[self._wire(name, rec) for name, rec in mine])
 
     async def get(self, user_id: str, name: str) -> Watchlist:

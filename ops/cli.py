@@ -588,20 +588,28 @@ def _follow(path: Path, position: int) -> None:
         handle.close()
 
 
+def _has_content(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
 def _logs(settings: OpsSettings, name: str, lines: int, follow: bool) -> int:
     available = sorted({p.name.split(".")[0] for p in settings.logs_dir.glob("*.log")})
     known = sorted(set(SERVICE_NAMES) | set(available))
     if name not in known:
         raise PreconditionError(f"no service named {name!r}; known: {', '.join(known)}")
     path = services.log_path(settings, name)
-    if not path.is_file():
-        fallback = services.out_path(settings, name)
-        if not fallback.is_file():
-            raise PreconditionError(
-                f"no log for {name} yet ({path} does not exist)",
-                f"{PROVIDERS.get(name, './start.sh status')} starts it",
-            )
+    fallback = services.out_path(settings, name)
+    if not _has_content(path) and fallback.is_file():
+        # Start-up errors, and anything the app prints before its log is set up, land here.
         path = fallback
+    if not path.is_file():
+        raise PreconditionError(
+            f"no log for {name} yet ({services.log_path(settings, name)} does not exist)",
+            f"{PROVIDERS.get(name, './start.sh status')} starts it",
+        )
     err.print(f"[dim]==> {path} <==[/]")
     for line in services.tail_lines(path, lines):
         sys.stdout.write(line + "\n")

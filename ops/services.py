@@ -52,6 +52,8 @@ class ServiceSpec:
     port: int | None
     host: str = "127.0.0.1"
     health_path: str | None = HEALTH_PATH
+    # Further ports the process binds (e.g. an admin port), checked free before it starts.
+    other_ports: tuple[int, ...] = ()
 
     @property
     def url(self) -> str | None:
@@ -77,7 +79,14 @@ def pid_path(settings: OpsSettings, name: str) -> Path:
     return settings.run_dir / f"{name}.pid"
 
 
-def app_spec(settings: OpsSettings, name: str, module: str, port: int, *extra: str) -> ServiceSpec:
+def app_spec(
+    settings: OpsSettings,
+    name: str,
+    module: str,
+    port: int,
+    *extra: str,
+    other_ports: tuple[int, ...] = (),
+) -> ServiceSpec:
     """A web app run as `python -m MODULE --host --port --log-file`, health at /api/v1/health."""
     argv = (
         sys.executable,
@@ -91,12 +100,34 @@ def app_spec(settings: OpsSettings, name: str, module: str, port: int, *extra: s
         str(log_path(settings, name)),
         *extra,
     )
-    return ServiceSpec(name=name, module=module, argv=argv, port=port, host=settings.host)
+    return ServiceSpec(
+        name=name,
+        module=module,
+        argv=argv,
+        port=port,
+        host=settings.host,
+        other_ports=tuple(p for p in other_ports if p),
+    )
 
 
-def mock_spec(settings: OpsSettings, *, name: str = "mock", port: int | None = None) -> ServiceSpec:
-    """The mock backend, on MOCK_PORT unless another port is given."""
-    return app_spec(settings, name, "mock_backend", settings.mock_port if port is None else port)
+def mock_spec(
+    settings: OpsSettings,
+    *,
+    name: str = "mock",
+    port: int | None = None,
+    admin_port: int | None = None,
+) -> ServiceSpec:
+    """The mock backend, on MOCK_PORT and MOCK_ADMIN_PORT unless other ports are given (0 = off)."""
+    admin = settings.mock_admin_port if admin_port is None else admin_port
+    return app_spec(
+        settings,
+        name,
+        "mock_backend",
+        settings.mock_port if port is None else port,
+        "--admin-port",
+        str(admin),
+        other_ports=(admin,),
+    )
 
 
 def known_port(settings: OpsSettings, name: str) -> int | None:
@@ -307,11 +338,12 @@ def start_service(
         return StartResult(record=existing, already_running=True, health=health)
     if existing is not None or pid_path(settings, spec.name).exists():
         pid_path(settings, spec.name).unlink(missing_ok=True)
-    if spec.port is not None and port_in_use(spec.host, spec.port):
-        raise PortBusyError(
-            f"port {spec.port} on {spec.host} is taken by a process this project did not start; "
-            f"stop it or choose another port in .env"
-        )
+    for port in (spec.port, *spec.other_ports):
+        if port is not None and port_in_use(spec.host, port):
+            raise PortBusyError(
+                f"port {port} on {spec.host}, needed by {spec.name}, is taken by a process this "
+                f"project did not start; stop it or choose another port in .env"
+            )
 
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     settings.run_dir.mkdir(parents=True, exist_ok=True)

@@ -91,6 +91,7 @@ class OpsSettings:
     var_dir: Path
     host: str
     mock_port: int
+    mock_admin_port: int
     prod_port: int
     gateway_port: int
     gateway_admin_port: int
@@ -130,16 +131,18 @@ def load_settings(environ: Mapping[str, str] | None = None) -> OpsSettings:
     env_file = _path(env_source, "CUTOVER_ENV_FILE", root / ".env", root)
     env = {**read_env_file(env_file), **env_source}
     ports = {
-        name: _int(env, name, default, 1, 65535)
+        name: _int(env, name, default, 0 if name == "MOCK_ADMIN_PORT" else 1, 65535)
         for name, default in (
             ("MOCK_PORT", 8001),
+            ("MOCK_ADMIN_PORT", 8011),
             ("PROD_PORT", 8002),
             ("GATEWAY_PORT", 8000),
             ("GATEWAY_ADMIN_PORT", 8009),
             ("FRONTEND_PORT", 3000),
         )
     }
-    clashes = {port for port in ports.values() if list(ports.values()).count(port) > 1}
+    used = [port for port in ports.values() if port]
+    clashes = {port for port in used if used.count(port) > 1}
     if clashes:
         names = ", ".join(name for name, port in ports.items() if port in clashes)
         raise SettingsError(f"{names} share a port; give each service its own")
@@ -150,6 +153,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> OpsSettings:
         var_dir=_path(env, "CUTOVER_VAR_DIR", root / "var", root),
         host=LOOPBACK,
         mock_port=ports["MOCK_PORT"],
+        mock_admin_port=ports["MOCK_ADMIN_PORT"],
         prod_port=ports["PROD_PORT"],
         gateway_port=ports["GATEWAY_PORT"],
         gateway_admin_port=ports["GATEWAY_ADMIN_PORT"],

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from contract import API_PREFIX
@@ -16,7 +17,7 @@ from contract.routes.docs import AUTHED, errors
 from contract.types import LoginRequest, RefreshRequest, TokenPair, User, UserCreate, UserEnvelope
 
 _AUTH = {"principal": Provide(provide_principal)}
-_BEARER = [{"BearerToken": []}]
+_BEARER: list[dict[str, list[str]]] = [{"BearerToken": []}]
 
 
 class AuthController(Controller):
@@ -29,7 +30,9 @@ class AuthController(Controller):
         summary="Create a user; the id is the UUIDv5 of the lower-cased email",
         responses=errors(400, 409, 413, 422, 429, 503),
     )
-    async def register(self, data: UserCreate, services: Services) -> UserEnvelope:
+    async def register(
+        self, data: JSONBody[UserCreate], services: NamedDependency[Services]
+    ) -> UserEnvelope:
         return UserEnvelope(user=await services.users.register(data))
 
     @post(
@@ -40,7 +43,10 @@ class AuthController(Controller):
         responses=errors(400, 401, 413, 422, 429, 503),
     )
     async def login(
-        self, data: LoginRequest, services: Services, request: Request[object, object, State]
+        self,
+        data: JSONBody[LoginRequest],
+        services: NamedDependency[Services],
+        request: Request[object, object, State],
     ) -> TokenPair:
         limits = services.limits
         address = client_address(request, services)
@@ -65,7 +71,9 @@ class AuthController(Controller):
         summary="New tokens for a refresh token; each refresh token works once",
         responses=errors(400, 401, 413, 422, 429, 503),
     )
-    async def refresh(self, data: RefreshRequest, services: Services) -> TokenPair:
+    async def refresh(
+        self, data: JSONBody[RefreshRequest], services: NamedDependency[Services]
+    ) -> TokenPair:
         return await services.users.refresh(data.refresh_token)
 
     @post(
@@ -76,7 +84,9 @@ class AuthController(Controller):
         security=_BEARER,
         responses=errors(*AUTHED),
     )
-    async def logout(self, services: Services, principal: Principal) -> None:
+    async def logout(
+        self, services: NamedDependency[Services], principal: NamedDependency[Principal]
+    ) -> None:
         await services.users.logout(principal)
 
     @get(
@@ -86,7 +96,9 @@ class AuthController(Controller):
         security=_BEARER,
         responses=errors(*AUTHED),
     )
-    async def me(self, services: Services, principal: Principal) -> UserEnvelope:
+    async def me(
+        self, services: NamedDependency[Services], principal: NamedDependency[Principal]
+    ) -> UserEnvelope:
         user: User = await services.users.me(principal)
         return UserEnvelope(user=user)
 
@@ -98,7 +110,9 @@ class AuthController(Controller):
         security=_BEARER,
         responses=errors(*AUTHED),
     )
-    async def delete_me(self, services: Services, principal: Principal) -> None:
+    async def delete_me(
+        self, services: NamedDependency[Services], principal: NamedDependency[Principal]
+    ) -> None:
         await services.users.delete(principal)
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from litestar import Request
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from contract.errors import Unauthorized
 from contract.ports import Principal, Services
 
 
 def provide_services(state: State) -> Services:
-    services: Services = state.services
+    services: NamedDependency[Services] = state.services
     return services
 
 
@@ -22,14 +23,18 @@ def bearer_token(request: Request[object, object, State]) -> str | None:
     return token.strip()
 
 
-async def provide_principal(request: Request[object, object, State], services: Services) -> Principal:
+async def provide_principal(
+    request: Request[object, object, State], services: NamedDependency[Services]
+) -> Principal:
     token = bearer_token(request)
     if token is None:
         raise Unauthorized("Missing bearer token: send Authorization: Bearer <access token>")
     return await services.users.authenticate(token)
 
 
-def client_address(request: Request[object, object, State], services: Services) -> str:
+def client_address(
+    request: Request[object, object, State], services: NamedDependency[Services]
+) -> str:
     """The caller's address: X-Forwarded-For is trusted only from configured proxies."""
     peer = request.client.host if request.client else "unknown"
     forwarded = request.headers.get("x-forwarded-for")

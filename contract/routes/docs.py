@@ -21,7 +21,9 @@ _DESCRIPTIONS = {
 def errors(*codes: int) -> dict[int, ResponseSpec]:
     """ResponseSpecs for the given error codes, all with the contract's error shape."""
     return {
-        code: ResponseSpec(data_container=Error, description=_DESCRIPTIONS[code], generate_examples=False)
+        code: ResponseSpec(
+            data_container=Error, description=_DESCRIPTIONS[code], generate_examples=False
+        )
         for code in codes
     }
 

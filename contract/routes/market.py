@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, Response, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from contract import API_PREFIX
@@ -57,13 +58,13 @@ class SystemController(Controller):
         description="200 when ok or degraded (cache down); 503 when the database is down.",
         responses=errors(503),
     )
-    async def health(self, services: Services) -> Response[Health]:
+    async def health(self, services: NamedDependency[Services]) -> Response[Health]:
         health = await services.market.health()
         code = HTTP_503_SERVICE_UNAVAILABLE if health.status == "down" else HTTP_200_OK
         return Response(health, status_code=code)
 
     @get("/symbols", summary="The served universe, sorted", responses=errors(*PUBLIC))
-    async def symbols(self, services: Services) -> SymbolList:
+    async def symbols(self, services: NamedDependency[Services]) -> SymbolList:
         return await services.market.symbols()
 
 
@@ -78,11 +79,13 @@ class MarketController(Controller):
         description="A read with a body. Unknown well-formed symbols are listed in `missing`.",
         responses=errors(400, 413, *PUBLIC_DATA),
     )
-    async def quotes(self, data: QuotesRequest, services: Services) -> QuoteBatch:
+    async def quotes(
+        self, data: JSONBody[QuotesRequest], services: NamedDependency[Services]
+    ) -> QuoteBatch:
         return await services.market.quotes(data.symbols)
 
     @get("/{symbol:str}", summary="The latest quote", responses=errors(*PUBLIC_DATA))
-    async def quote(self, symbol: SymbolPath, services: Services) -> Quote:
+    async def quote(self, symbol: SymbolPath, services: NamedDependency[Services]) -> Quote:
         return await services.market.quote(symbol)
 
     @get(
@@ -94,7 +97,7 @@ class MarketController(Controller):
     async def historical(
         self,
         symbol: SymbolPath,
-        services: Services,
+        services: NamedDependency[Services],
         period: PeriodQuery = "1mo",
         interval: IntervalQuery = "1d",
     ) -> Historical:
@@ -109,7 +112,7 @@ class MarketController(Controller):
     async def indicators(
         self,
         symbol: SymbolPath,
-        services: Services,
+        services: NamedDependency[Services],
         period: PeriodQuery = "1mo",
         interval: IntervalQuery = "1d",
     ) -> IndicatorSeries:

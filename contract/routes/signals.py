@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, get, post
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK
 
 from contract import API_PREFIX
@@ -42,7 +42,7 @@ class SignalController(Controller):
     )
     async def signals(
         self,
-        services: Services,
+        services: NamedDependency[Services],
         symbols: Annotated[
             str | None,
             Parameter(
@@ -64,7 +64,7 @@ class SignalController(Controller):
     )
     async def precise_options(
         self,
-        services: Services,
+        services: NamedDependency[Services],
         symbol: Annotated[str, Parameter(pattern=SYMBOL_PATTERN, description="a served symbol")],
         timeframe: TimeframeQuery = "1d",
     ) -> OptionsSignals:
@@ -76,7 +76,10 @@ class SignalController(Controller):
         responses=errors(*PUBLIC_DATA),
     )
     async def symbol_signals(
-        self, symbol: SymbolPath, services: Services, timeframe: TimeframeQuery = "1d"
+        self,
+        symbol: SymbolPath,
+        services: NamedDependency[Services],
+        timeframe: TimeframeQuery = "1d",
     ) -> SymbolSignals:
         return await services.signals.symbol_signals(symbol, timeframe)
 
@@ -89,7 +92,7 @@ class SignalController(Controller):
     async def insights(
         self,
         signal_id: Annotated[str, Parameter(max_length=64)],
-        services: Services,
+        services: NamedDependency[Services],
     ) -> Insights:
         return await services.signals.insights(signal_id)
 
@@ -102,7 +105,10 @@ class SignalController(Controller):
         responses=errors(400, 413, *AUTHED),
     )
     async def generate(
-        self, data: GenerateSignal, services: Services, principal: Principal
+        self,
+        data: JSONBody[GenerateSignal],
+        services: NamedDependency[Services],
+        principal: NamedDependency[Principal],
     ) -> GeneratedSignal:
         signal = await services.signals.generate(data.symbol, data.timeframe)
         await services.live.publish(
@@ -122,7 +128,7 @@ class SignalController(Controller):
         responses=errors(*PUBLIC_DATA),
     )
     async def opportunities(
-        self, services: Services, limit: Annotated[int, Parameter(ge=1, le=50)] = 5
+        self, services: NamedDependency[Services], limit: Annotated[int, Parameter(ge=1, le=50)] = 5
     ) -> Opportunities:
         return await services.signals.opportunities(limit)
 
@@ -132,7 +138,7 @@ class SignalController(Controller):
         tags=["agents"],
         responses=errors(*PUBLIC),
     )
-    async def agents(self, services: Services) -> AgentList:
+    async def agents(self, services: NamedDependency[Services]) -> AgentList:
         return await services.signals.agents()
 
     @get(
@@ -141,5 +147,5 @@ class SignalController(Controller):
         tags=["backtests"],
         responses=errors(*PUBLIC),
     )
-    async def strategies(self, services: Services) -> StrategyList:
+    async def strategies(self, services: NamedDependency[Services]) -> StrategyList:
         return await services.signals.strategies()

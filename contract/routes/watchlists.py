@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, delete, get, put
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from contract import API_PREFIX
@@ -17,7 +17,9 @@ from contract.types import NAME_PATTERN, Watchlist, WatchlistList, WatchlistUpda
 
 NamePath = Annotated[
     str,
-    Parameter(pattern=NAME_PATTERN, description="1-64 letters, digits, space, _ or -; case-sensitive"),
+    Parameter(
+        pattern=NAME_PATTERN, description="1-64 letters, digits, space, _ or -; case-sensitive"
+    ),
 ]
 
 
@@ -28,11 +30,18 @@ class WatchlistController(Controller):
     security = [{"BearerToken": []}]
 
     @get(summary="The caller's watchlists, by name", responses=errors(*AUTHED))
-    async def list_watchlists(self, services: Services, principal: Principal) -> WatchlistList:
-        return await services.watchlists.list(principal.user_id)
+    async def list_watchlists(
+        self, services: NamedDependency[Services], principal: NamedDependency[Principal]
+    ) -> WatchlistList:
+        return await services.watchlists.of_user(principal.user_id)
 
     @get("/{name:str}", summary="One watchlist", responses=errors(404, *AUTHED))
-    async def get_watchlist(self, name: NamePath, services: Services, principal: Principal) -> Watchlist:
+    async def get_watchlist(
+        self,
+        name: NamePath,
+        services: NamedDependency[Services],
+        principal: NamedDependency[Principal],
+    ) -> Watchlist:
         return await services.watchlists.get(principal.user_id, name)
 
     @put(
@@ -42,7 +51,11 @@ class WatchlistController(Controller):
         responses=errors(400, 413, *AUTHED),
     )
     async def put_watchlist(
-        self, name: NamePath, data: WatchlistUpdate, services: Services, principal: Principal
+        self,
+        name: NamePath,
+        data: JSONBody[WatchlistUpdate],
+        services: NamedDependency[Services],
+        principal: NamedDependency[Principal],
     ) -> Watchlist:
         return await services.watchlists.put(principal.user_id, name, data.symbols)
 
@@ -52,5 +65,10 @@ class WatchlistController(Controller):
         summary="Delete a watchlist",
         responses=errors(404, *AUTHED),
     )
-    async def delete_watchlist(self, name: NamePath, services: Services, principal: Principal) -> None:
+    async def delete_watchlist(
+        self,
+        name: NamePath,
+        services: NamedDependency[Services],
+        principal: NamedDependency[Principal],
+    ) -> None:
         await services.watchlists.delete(principal.user_id, name)

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
 from contract.errors import Unauthorized
-from contract.identity import decode_token, TokenError
+from contract.identity import TokenError, decode_token
 from contract.ports import LiveSession, Services
 from contract.reads import normalise_symbol
 from contract.types import Frame
@@ -36,7 +37,12 @@ def frame(kind: str, data: Any) -> bytes:
 class _Connection:
     """One client's protocol state."""
 
-    def __init__(self, socket: WebSocket[Any, Any, State], services: Services, session: LiveSession) -> None:
+    def __init__(
+        self,
+        socket: WebSocket[Any, Any, State],
+        services: NamedDependency[Services],
+        session: LiveSession,
+    ) -> None:
         self.socket = socket
         self.services = services
         self.session = session
@@ -73,14 +79,15 @@ class _Connection:
             await self.error("malformed_frame", "a frame is a JSON object {type, data}")
             return
         kind = message["type"]
-        data = message.get("data") if isinstance(message.get("data"), dict) else {}
+        data: dict[str, Any] = message["data"] if isinstance(message.get("data"), dict) else {}
         if kind == "heartbeat":
             await self.send("heartbeat_ack", {"server_time": iso_ms(time.time())})
         elif kind in ("subscribe", "unsubscribe"):
             await self.subscription(kind, data)
         else:
             await self.error(
-                "unknown_type", f"unknown frame type {kind[:40]!r}: subscribe, unsubscribe, heartbeat"
+                "unknown_type",
+                f"unknown frame type {kind[:40]!r}: subscribe, unsubscribe, heartbeat",
             )
 
     async def subscription(self, kind: str, data: dict[str, Any]) -> None:
@@ -103,7 +110,8 @@ class _Connection:
         if kind == "subscribe":
             if key not in self.subscriptions and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
                 await self.error(
-                    "subscription_limit", f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection"
+                    "subscription_limit",
+                    f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection",
                 )
                 return
             self.subscriptions.add(key)
@@ -121,7 +129,9 @@ class _Connection:
 
 
 @websocket("/ws")
-async def live_socket(socket: WebSocket[Any, Any, State], services: Services) -> None:
+async def live_socket(
+    socket: WebSocket[Any, Any, State], services: NamedDependency[Services]
+) -> None:
     """Live quotes and signals; `?token=` optionally authenticates the connection."""
     token = socket.query_params.get("token")
     if token:
@@ -148,8 +158,12 @@ async def live_socket(socket: WebSocket[Any, Any, State], services: Services) ->
                 message = await socket.receive()
                 if message["type"] == "websocket.disconnect":
                     break
-                raw = message.get("text")
-                await connection.handle(raw if raw is not None else message.get("bytes") or b"")
+                text = message.get("text")
+                data = message.get("bytes")
+                raw: str | bytes = (
+                    text if isinstance(text, str) else bytes(cast("bytes", data or b""))
+                )
+                await connection.handle(raw)
             tasks.cancel_scope.cancel()
     except (WebSocketDisconnect, anyio.ClosedResourceError, anyio.BrokenResourceError):
         pass

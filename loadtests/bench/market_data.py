@@ -104,7 +104,9 @@ def target(settings: OpsSettings, url: str | None) -> Iterator[tuple[str, float 
     if url:
         yield url.rstrip("/"), None
         return
-    spec = services.mock_spec(settings, name=BENCH_MOCK, port=services.free_port(settings.host))
+    spec = services.mock_spec(
+        settings, name=BENCH_MOCK, port=services.free_port(settings.host), admin_port=0
+    )
     with services.temporary_service(settings, spec, env=BENCH_MOCK_ENV) as started:
         yield str(started.record.url), started.startup_seconds
 
