@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
+import anyio
 import anyio.to_thread
 import msgspec
 
@@ -76,13 +77,6 @@ def _round(value: float, digits: int = 4) -> float | None:
     return None if value != value else round(float(value), digits)  # NaN -> None
 
 
-class Series(msgspec.Struct, frozen=True):
-    """Bars at one interval and their indicators over the whole stored history."""
-
-    bars: Any
-    ind: Any
-
-
 class HistoryReads:
     """The market and signal ports, computed with market/ over a history port."""
 
@@ -98,6 +92,7 @@ class HistoryReads:
         self._checks = checks
         self._clock = clock
         self._cache: OrderedDict[tuple[object, ...], object] = OrderedDict()
+        self._pending: dict[tuple[object, ...], anyio.Event] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -109,14 +104,27 @@ class HistoryReads:
             raise NotFound(f"Symbol {symbol} is not served; GET /api/v1/symbols lists them")
 
     async def _memo(self, key: tuple[object, ...], make: Callable[[], T]) -> T:
-        """Compute `make` in a worker thread once per key (the key includes the data version)."""
+        """Compute `make` in a worker thread once per key (the key includes the data version).
+
+        Concurrent callers of a key being computed wait for the one computation.
+        """
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]  # type: ignore[return-value]
-        value = await anyio.to_thread.run_sync(make)
-        self._cache[key] = value
-        if len(self._cache) > _CACHE_SIZE:
-            self._cache.popitem(last=False)
+        pending = self._pending.get(key)
+        if pending is not None:
+            await pending.wait()
+            if key in self._cache:
+                return self._cache[key]  # type: ignore[return-value]
+        done = self._pending[key] = anyio.Event()
+        try:
+            value = await anyio.to_thread.run_sync(make)
+            self._cache[key] = value
+            if len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        finally:
+            del self._pending[key]
+            done.set()
         return value
 
     async def series(self, symbol: str, interval: str) -> tuple[Bars, IndicatorFrame]:
@@ -159,6 +167,13 @@ class HistoryReads:
                 f"{calendar.MAX_CANDLES} are served: choose a shorter period or a larger interval",
             )
         return bars, ind, first
+
+    async def warm(self) -> None:
+        """Compute what every symbol's first read needs, so first requests answer fast."""
+        for listing in self._history.listings():
+            await self.series(listing.symbol, "1d")
+        await self.opportunities(1)
+        await self.agents()
 
     # -- market -----------------------------------------------------------------------------
 

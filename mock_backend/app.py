@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from litestar import Litestar
@@ -68,9 +69,15 @@ def create_app(settings: MockSettings) -> MockParts:
         trusted_proxies=frozenset(settings.trusted_proxies),
     )
 
+    warming: set[asyncio.Task[None]] = set()
+
     async def start() -> None:
         await users.ensure_demo(settings.demo_password)
         await live.start()
+        # In the background: the server answers at once, first reads get faster within seconds.
+        task = asyncio.create_task(reads.warm())
+        warming.add(task)
+        task.add_done_callback(warming.discard)
 
     app = build_app(
         services,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -395,15 +394,3 @@ def test_take_and_row() -> None:
     rounded = round_row(early)
     assert rounded["sma_50"] is None
     assert rounded["sma_20"] == round(float(frame.sma_20[20]), 4)
-
-
-def test_compute_indicators_is_fast() -> None:
-    """About twenty years of daily bars: the whole set well under 20 ms."""
-    bars = make_bars(random_walk(5500, 23))
-    compute_indicators(bars)
-    best = float("inf")
-    for _ in range(5):
-        started = time.perf_counter()
-        compute_indicators(bars)
-        best = min(best, time.perf_counter() - started)
-    assert best < 0.02

@@ -1,0 +1,1 @@
+"""The production backend: Litestar on PostgreSQL and Redis (filled by later work)."""
