@@ -142,6 +142,8 @@ def _macd_explain(bars: Bars, ind: IndicatorFrame, i: int) -> str:
     if h < 0 and prev >= 0:
         return f"MACD crossed below its signal line (histogram {h:+.4f})"
     side = "positive" if h > 0 else "negative" if h < 0 else "flat"
+    if not np.isfinite(prev):
+        return f"MACD histogram is {side} ({h:+.4f})"
     direction = "widening" if abs(h) > abs(prev) else "narrowing"
     return f"MACD histogram is {side} ({h:+.4f}) and {direction}"
 

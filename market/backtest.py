@@ -19,8 +19,6 @@ from market.bars import Bars, FloatArray, IntArray
 from market.calendar import DAY_SECONDS, iso_ms
 from market.strategies import STRATEGIES, ParamError, validate_params
 
-# Session length in seconds: intraday bar spacing converts to bars per year through it.
-_SESSION_SECONDS = 6.5 * 3600
 _TRADING_DAYS = 252
 # exp(50) - 1 as a yearly growth factor is already absurd; a tiny window must not overflow.
 _MAX_LOG_GROWTH = 50.0
@@ -61,8 +59,8 @@ class BacktestResultData:
 
 
 def periods_per_year(time: IntArray) -> float:
-    """Bars per year from the median bar spacing: 252 for daily bars, 52 weekly, 12 monthly,
-    and 252 sessions of 6.5 hours for intraday bars."""
+    """Bars per year: 12 for monthly bars, 52 weekly, 252 daily (from the median spacing), and
+    for intraday bars 252 times the bars per trading day."""
     if time.shape[0] < 2:
         return float(_TRADING_DAYS)
     spacing = float(np.median(np.diff(time)))
@@ -72,7 +70,8 @@ def periods_per_year(time: IntArray) -> float:
         return 52.0
     if spacing >= 0.9 * DAY_SECONDS:
         return float(_TRADING_DAYS)
-    return _TRADING_DAYS * _SESSION_SECONDS / max(spacing, 1.0)
+    days = np.unique(time // DAY_SECONDS).shape[0]
+    return float(_TRADING_DAYS * time.shape[0] / days)
 
 
 def _window(bars: Bars, start_time: int, end_time: int) -> tuple[int, int]:

@@ -9,7 +9,7 @@ from datetime import date
 import numpy as np
 import pytest
 
-from market.backtest import BacktestResultData, run_backtest
+from market.backtest import BacktestResultData, periods_per_year, run_backtest
 from market.bars import Bars
 from market.calendar import daily_times
 from market.history import daily_history
@@ -242,3 +242,15 @@ def test_bad_parameters_name_their_field(
     for word in words:
         assert word in str(error.value)
     assert isinstance(error.value, ValueError)
+
+
+def test_sharpe_is_annualised_by_the_bar_spacing() -> None:
+    daily = daily_times(date(2024, 1, 1), date(2024, 12, 31))
+    assert periods_per_year(daily) == 252
+    assert periods_per_year(daily[::5]) == 52
+    assert periods_per_year(daily[::21]) == 12
+    session = 14 * 3600 + 1800 + 300 * np.arange(78)
+    five_minutes = (daily[:10, None] + session[None, :]).ravel()
+    assert periods_per_year(five_minutes) == 252 * 78
+    four_hours = (daily[:10, None] + np.array([52200, 66600])[None, :]).ravel()
+    assert periods_per_year(four_hours) == 252 * 2

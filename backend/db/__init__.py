@@ -1,0 +1,1 @@
+"""The production schema (SQLAlchemy 2 models; Alembic owns the DDL) and database sessions."""
