@@ -165,7 +165,8 @@ class RateLimit:
             if message["type"] == "http.response.start":
                 headers = MutableScopeHeaders.from_message(message)
                 for key, value in values.items():
-                    headers[key] = value
+                    if key not in headers:  # a 429 of its own (login) keeps its figures
+                        headers[key] = value
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

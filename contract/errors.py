@@ -10,7 +10,8 @@ becomes a 500 except a bug, and a bug's answer never carries a traceback.
 from __future__ import annotations
 
 import logging
-from typing import Any
+import re
+from typing import Any, get_args
 
 import msgspec
 from litestar import MediaType, Request, Response
@@ -18,6 +19,7 @@ from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
     NotFoundException,
+    SerializationException,
     ValidationException,
 )
 from litestar.status_codes import (
@@ -30,6 +32,8 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Send
+
+from contract.types import Interval, Timeframe
 
 log = logging.getLogger("contract.errors")
 
@@ -89,27 +93,61 @@ def _body(status: int, detail: str, extra: Any = None) -> dict[str, Any]:
     return body
 
 
-def _validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
-    extra = exc.extra if isinstance(exc.extra, list) else None
-    if not extra:
-        # Litestar raises a bare ValidationException when the body is not decodable.
-        return Response(
-            _body(HTTP_400_BAD_REQUEST, f"Body is not valid JSON: {exc.detail}"),
-            status_code=HTTP_400_BAD_REQUEST,
-            media_type=MediaType.JSON,
-        )
-    fields = []
-    for item in extra:
-        entry = dict(item) if isinstance(item, dict) else {"message": str(item)}
-        if entry.get("key") == "data":
-            entry["key"] = "body"
-        fields.append(entry)
+_MISSING_RE = re.compile(r"Missing required (\w+) parameter '([^']+)'")
+# What a closed set accepts, for messages that name only the bad value.
+ACCEPTED: dict[str, tuple[str, ...]] = {
+    "interval": get_args(Interval),
+    "timeframe": get_args(Timeframe),
+}
+
+
+def _explain(entry: dict[str, Any]) -> dict[str, Any]:
+    key = str(entry.get("key", ""))
+    if key == "data":
+        entry["key"] = key = "body"
+    message = str(entry.get("message", ""))
+    accepted = ACCEPTED.get(key.rsplit(".", 1)[-1])
+    if accepted and message.startswith("Invalid enum value"):
+        entry["message"] = f"{message}; accepted: {', '.join(accepted)}"
+    return entry
+
+
+def _unprocessable(fields: list[dict[str, Any]]) -> Response[Any]:
     names = ", ".join(str(f.get("key", "?")) for f in fields)
     return Response(
         _body(HTTP_422_UNPROCESSABLE_ENTITY, f"Invalid {names}", fields),
         status_code=HTTP_422_UNPROCESSABLE_ENTITY,
         media_type=MediaType.JSON,
     )
+
+
+def _bad_body(detail: str) -> Response[Any]:
+    return Response(
+        _body(HTTP_400_BAD_REQUEST, detail),
+        status_code=HTTP_400_BAD_REQUEST,
+        media_type=MediaType.JSON,
+    )
+
+
+def _validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    extra = exc.extra if isinstance(exc.extra, list) else None
+    if extra:
+        return _unprocessable(
+            [
+                _explain(dict(item) if isinstance(item, dict) else {"message": str(item)})
+                for item in extra
+            ]
+        )
+    missing = _MISSING_RE.search(exc.detail)
+    if missing:
+        source, key = missing.groups()
+        return _unprocessable([{"key": key, "message": "required", "source": source}])
+    # Litestar raises a bare ValidationException when the body is not decodable.
+    return _bad_body(f"Body is not valid JSON: {exc.detail}")
+
+
+def _undecodable_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    return _bad_body("Body is not valid UTF-8 JSON")
 
 
 def _http_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
@@ -135,6 +173,8 @@ def _bug_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[An
 
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     ValidationException: _validation_handler,
+    UnicodeDecodeError: _undecodable_handler,
+    SerializationException: _undecodable_handler,
     HTTPException: _http_handler,
     Exception: _bug_handler,
 }

@@ -37,7 +37,7 @@ class Claims:
     type: TokenType
     jti: str
     exp: int
-    iat: int
+    iat: float
 
 
 class TokenError(Exception):
@@ -47,14 +47,16 @@ class TokenError(Exception):
 def issue_token(
     secret: str, user_id: str, email: str, token_type: TokenType, now: float | None = None
 ) -> tuple[str, Claims]:
-    issued = int(now if now is not None else time.time())
+    # iat to the millisecond (RFC 7519 allows fractions): a user deleted and registered
+    # again within one second must not revive the tokens issued before the deletion.
+    issued = round(now if now is not None else time.time(), 3)
     lifetime = ACCESS_SECONDS if token_type == "access" else REFRESH_SECONDS
     claims = Claims(
         sub=user_id,
         email=email,
         type=token_type,
         jti=uuid.uuid4().hex,
-        exp=issued + lifetime,
+        exp=int(issued) + lifetime,
         iat=issued,
     )
     payload = {
@@ -89,7 +91,7 @@ def decode_token(secret: str, token: str, expected: TokenType) -> Claims:
             type=expected,
             jti=str(payload["jti"]),
             exp=int(payload["exp"]),
-            iat=int(payload.get("iat", 0)),
+            iat=float(payload.get("iat", 0)),
         )
     except (TypeError, ValueError) as exc:
         raise TokenError("malformed claims") from exc

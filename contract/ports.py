@@ -189,3 +189,4 @@ class Services:
     secret_key: str
     limits: Limits = Limits()
     trusted_proxies: frozenset[str] = frozenset({"127.0.0.1", "::1"})
+    ws_max_subscriptions: int = 100

@@ -6,7 +6,7 @@ collection. Field names are the JSON keys of CONTRACT.md.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -342,7 +342,10 @@ class BacktestCreate(Struct, forbid_unknown_fields=True, omit_defaults=True):
     strategy: Annotated[str, Meta(min_length=1, max_length=64)]
     start: Annotated[str, Meta(pattern=DATE_PATTERN, description="first day, YYYY-MM-DD")]
     end: Annotated[str, Meta(pattern=DATE_PATTERN, description="last day, YYYY-MM-DD")]
-    params: dict[str, int | float | bool] = msgspec.field(default_factory=dict)
+    params: Annotated[
+        dict[str, Any],
+        Meta(description="strategy parameters; GET /api/v1/strategies declares each"),
+    ] = msgspec.field(default_factory=dict)
     initial_capital: Annotated[float, Meta(ge=100, le=1_000_000_000)] = 10_000.0
     id: (
         Annotated[

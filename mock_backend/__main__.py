@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         "--admin-port",
         type=int,
         default=None,
-        help="loopback port of the fault-injection admin (default MOCK_ADMIN_PORT; 0 or unset: off)",
+        help="loopback port of the fault admin (default MOCK_ADMIN_PORT; 0 or unset: off)",
     )
     parser.add_argument("--log-file", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -67,6 +67,7 @@ def create_app(settings: MockSettings) -> MockParts:
             login_per_address=settings.login_limit_per_address,
         ),
         trusted_proxies=frozenset(settings.trusted_proxies),
+        ws_max_subscriptions=settings.ws_max_subscriptions,
     )
 
     warming: set[asyncio.Task[None]] = set()

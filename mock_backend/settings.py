@@ -90,6 +90,7 @@ class MockSettings:
     cors_origins: tuple[str, ...] = ("http://localhost:3000",)
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     log_level: str = "INFO"
+    ws_max_subscriptions: int = 100
     faults: Faults = field(default_factory=Faults)
 
     @classmethod
@@ -133,6 +134,7 @@ class MockSettings:
             cors_origins=_list(env, "CORS_ORIGINS", ("http://localhost:3000",)),
             trusted_proxies=_list(env, "TRUSTED_PROXIES", ("127.0.0.1", "::1")),
             log_level=level,
+            ws_max_subscriptions=_int(env, "WS_MAX_SUBSCRIPTIONS", 100, 1, 100),
             faults=Faults(
                 latency_ms=_int(env, "FAULT_LATENCY_MS", 0, 0, 60_000),
                 error_rate=_float(env, "FAULT_ERROR_RATE", 0.0, 0.0, 1.0),

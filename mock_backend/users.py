@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ class MemoryUsers:
         self._on_delete = on_delete
         self.users: dict[str, UserRecord] = {}
         self._refresh: dict[str, str] = {}  # live refresh-token jti -> user id
+        self.revoked_before: dict[str, float] = {}  # user id -> time of deletion
 
     async def _hash(self, password: str) -> str:
         return await anyio.to_thread.run_sync(self._hasher.hash, password)
@@ -128,9 +128,11 @@ class MemoryUsers:
         except TokenError as exc:
             raise Unauthorized(f"Invalid access token: {exc}") from exc
         record = self.users.get(claims.sub)
-        # A token older than its user (deleted, then registered again) does not work.
-        if record is None or claims.iat < math.floor(record.created_at):
+        if record is None:
             raise Unauthorized("The token's user does not exist")
+        # Tokens issued before the user was deleted stay dead if the email registers again.
+        if claims.iat <= self.revoked_before.get(claims.sub, float("-inf")):
+            raise Unauthorized("The token was issued before its user was deleted")
         return Principal(user_id=record.id, email=record.email, jti=claims.jti)
 
     async def logout(self, principal: Principal) -> None:
@@ -146,5 +148,6 @@ class MemoryUsers:
     async def delete(self, principal: Principal) -> None:
         await self.logout(principal)
         self.users.pop(principal.user_id, None)
+        self.revoked_before[principal.user_id] = round(self._clock(), 3)
         if self._on_delete is not None:
             await self._on_delete(principal.user_id)

@@ -85,7 +85,7 @@ THIRD_PARTY_MODULES = (
 )
 
 app = typer.Typer(
-    name="start.sh",
+    name="./start.sh",
     help="Move a frontend from the mock backend to the production backend, phase by phase.",
     no_args_is_help=True,
     add_completion=False,
@@ -101,9 +101,13 @@ class CommandError(Exception):
     exit_code: ClassVar[int] = EXIT_GATE_FAILED
     outcome: ClassVar[Outcome] = "failed"
 
-    def __init__(self, message: str, next_step: str | None = None) -> None:
+    def __init__(
+        self, message: str, next_step: str | None = None, *, summary: str | None = None
+    ) -> None:
         super().__init__(message)
         self.next_step = next_step
+        # One line for the history; the message may carry a process's output below it.
+        self.summary = summary or message.partition("\n")[0]
 
 
 class GateFailedError(CommandError):
@@ -135,9 +139,9 @@ def _fail(message: str, next_step: str | None, code: int) -> NoReturn:
 
 
 def _report_error(message: str, next_step: str | None = None) -> None:
-    err.print(Text("✗ ", style="bold red") + Text(message))
+    err.print(Text("✗ ", style="bold red") + Text(message), soft_wrap=True)
     if next_step:
-        err.print(Text("  next: ", style="bold") + Text(next_step))
+        err.print(Text("  next: ", style="bold") + Text(next_step), soft_wrap=True)
 
 
 def _settings() -> OpsSettings:
@@ -170,7 +174,7 @@ def state_changing(command: str, body: Callable[[Run], str]) -> None:
         detail = body(Run(command=command, settings=settings, store=store))
         code, outcome = EXIT_DONE, "done"
     except CommandError as exc:
-        code, outcome, detail = exc.exit_code, exc.outcome, str(exc)
+        code, outcome, detail = exc.exit_code, exc.outcome, exc.summary
         _report_error(str(exc), exc.next_step)
     except KeyboardInterrupt:
         code, outcome, detail = EXIT_INTERRUPTED, "interrupted", "interrupted (Ctrl-C)"
@@ -204,6 +208,14 @@ def read_only(body: Callable[[OpsSettings], int]) -> None:
         code = EXIT_INTERRUPTED
     if code != EXIT_DONE:
         raise typer.Exit(code)
+
+
+def _shown(settings: OpsSettings, path: Path) -> str:
+    """A path as the operator types it: relative to the project when inside it."""
+    try:
+        return str(path.relative_to(settings.root))
+    except ValueError:
+        return str(path)
 
 
 def _next(*steps: str) -> None:
@@ -326,9 +338,9 @@ def _simple(run: Run) -> str:
     except services.PortBusyError as exc:
         raise PreconditionError(str(exc), "./start.sh status; set MOCK_PORT in .env") from None
     except services.ServiceError as exc:
-        failure = str(exc)
-        run.update(lambda s: s.gates.__setitem__("mock-health", _gate(False, failure)))
-        raise GateFailedError(failure, "./start.sh logs mock") from None
+        summary = exc.summary
+        run.update(lambda s: s.gates.__setitem__("mock-health", _gate(False, summary)))
+        raise GateFailedError(str(exc), "./start.sh logs mock", summary=summary) from None
     record = result.record
     body = result.health.body or {}
 
@@ -363,7 +375,8 @@ def _simple(run: Run) -> str:
         )
     _show_mock_answering(str(record.url))
     out.print(f"  try: curl {record.health_url}")
-    out.print(f"  API docs: {record.url}/schema · log: {services.log_path(run.settings, 'mock')}")
+    log = _shown(run.settings, services.log_path(run.settings, "mock"))
+    out.print(f"  API docs: {record.url}/schema · log: {log}")
     out.print(f"  a frontend points at it with VITE_API_URL={record.url}")
     _next("./start.sh status", "./start.sh logs mock", "./start.sh stop")
     return summary
@@ -610,7 +623,7 @@ def _logs(settings: OpsSettings, name: str, lines: int, follow: bool) -> int:
             f"no log for {name} yet ({services.log_path(settings, name)} does not exist)",
             f"{PROVIDERS.get(name, './start.sh status')} starts it",
         )
-    err.print(f"[dim]==> {path} <==[/]")
+    err.print(f"[dim]==> {_shown(settings, path)} <==[/]")
     for line in services.tail_lines(path, lines):
         sys.stdout.write(line + "\n")
     sys.stdout.flush()
@@ -671,6 +684,7 @@ def _test(settings: OpsSettings, args: list[str]) -> int:
 
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    options_metavar="[PYTEST ARGS]...",
 )
 def test(ctx: typer.Context) -> None:
     """Run the test suite (what CI runs); any arguments go to pytest, e.g. `test -x tests/ops`."""
@@ -722,4 +736,4 @@ def bench(
 
 def main() -> None:
     """Entry point of `python -m ops`."""
-    app(prog_name="start.sh")
+    app(prog_name="./start.sh")

@@ -35,7 +35,12 @@ STOP_ORDER = ("gateway", "worker", "prod", "mock")
 
 
 class ServiceError(Exception):
-    """A process did not come up healthy; the message carries the end of its output."""
+    """A process did not come up healthy; `output` is the end of what it printed."""
+
+    def __init__(self, summary: str, output: str = "") -> None:
+        super().__init__(f"{summary}; its output:\n{output}" if output else summary)
+        self.summary = summary
+        self.output = output
 
 
 class PortBusyError(ServiceError):
@@ -280,13 +285,15 @@ class StartResult:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
 
-def _output_tail(settings: OpsSettings, name: str, count: int = 15) -> str:
-    lines = tail_lines(out_path(settings, name), count) or tail_lines(
-        log_path(settings, name), count
-    )
-    if not lines:
-        return "(it printed nothing)"
-    return "\n".join("    " + line for line in lines)
+def _output_since(path: Path, offset: int, count: int = 15) -> str:
+    """The last `count` lines written to `path` after `offset`, indented for a message."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            lines = handle.read().decode(errors="replace").splitlines()[-count:]
+    except FileNotFoundError:
+        lines = []
+    return "\n".join("    " + line for line in lines) or "    (it printed nothing)"
 
 
 def wait_healthy(
@@ -349,6 +356,7 @@ def start_service(
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     out = out_path(settings, spec.name)
     rotate(out)
+    offset = out.stat().st_size if out.exists() else 0
     started = time.perf_counter()
     with out.open("ab") as out_file:
         out_file.write(f"--- {now_iso()} starting: {' '.join(spec.argv)}\n".encode())
@@ -375,21 +383,29 @@ def start_service(
     )
     write_atomic(pid_path(settings, spec.name), msgspec.json.encode(record) + b"\n")
 
-    if spec.health_url is None:
-        time.sleep(0.5)
-        health = Health(ok=process.poll() is None, error="exited at once")
-    else:
-        health = wait_healthy(spec.health_url, time.monotonic() + timeout, process=process)
-    elapsed = time.perf_counter() - started
-    if not health.ok:
+    def abandon() -> None:
         _kill_group(process.pid, settings.stop_grace, lambda: process.poll() is None)
         process.wait()
         pid_path(settings, spec.name).unlink(missing_ok=True)
-        why = health.error or f"HTTP {health.status_code}"
-        raise ServiceError(
-            f"{spec.name} did not become healthy within {timeout:.0f} s ({why}); "
-            f"its last output:\n{_output_tail(settings, spec.name)}"
-        )
+
+    try:
+        if spec.health_url is None:
+            time.sleep(0.5)
+            health = Health(ok=process.poll() is None, error="exited at once")
+        else:
+            health = wait_healthy(spec.health_url, time.monotonic() + timeout, process=process)
+    except KeyboardInterrupt:
+        abandon()  # an interrupted start leaves nothing half-up behind
+        raise
+    elapsed = time.perf_counter() - started
+    if not health.ok:
+        abandon()
+        if process.returncode not in (None, -signal.SIGTERM, -signal.SIGKILL) and health.error:
+            summary = f"{spec.name} {health.error} before answering its health check"
+        else:
+            why = health.error or f"HTTP {health.status_code}"
+            summary = f"{spec.name} did not become healthy within {timeout:.0f} s ({why})"
+        raise ServiceError(summary, _output_since(out, offset))
     return StartResult(
         record=record,
         already_running=False,

@@ -1,7 +1,8 @@
 """The WebSocket protocol of CONTRACT.md, implemented once over the live port.
 
 Frames both ways are `{type, data, timestamp}`. A malformed or unknown frame gets an `error`
-frame and the socket stays open; at most 100 subscriptions per connection.
+frame and the socket stays open; at most 100 subscriptions per connection (configurable lower;
+`connection_established` says the cap in force).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from contract.reads import normalise_symbol
 from contract.types import Frame
 from market.calendar import iso_ms
 
-MAX_SUBSCRIPTIONS = 100
 MAX_FRAME_BYTES = 64 * 1024
 CHANNELS = ("market_data", "signals")
 _encoder = msgspec.json.Encoder()
@@ -108,10 +108,11 @@ class _Connection:
             return
         key = (str(channel), symbol)
         if kind == "subscribe":
-            if key not in self.subscriptions and len(self.subscriptions) >= MAX_SUBSCRIPTIONS:
+            cap = self.services.ws_max_subscriptions
+            if key not in self.subscriptions and len(self.subscriptions) >= cap:
                 await self.error(
                     "subscription_limit",
-                    f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection",
+                    f"at most {cap} subscriptions per connection",
                 )
                 return
             self.subscriptions.add(key)
@@ -150,6 +151,7 @@ async def live_socket(
                 "connection_id": uuid.uuid4().hex,
                 "backend": services.backend,
                 "server_time": iso_ms(time.time()),
+                "max_subscriptions": services.ws_max_subscriptions,
             },
         )
         async with anyio.create_task_group() as tasks:

@@ -46,6 +46,8 @@ SUITE_ENV = {
     "LOGIN_LIMIT_PER_ACCOUNT": "10",
     "LOGIN_LIMIT_PER_ADDRESS": "1000",
     "LOG_LEVEL": "WARNING",
+    # Below the contract's 100, so that the cap is reachable with the served universe.
+    "WS_MAX_SUBSCRIPTIONS": "40",
     # A developer's .env must not inject faults into the suite's server.
     "FAULT_LATENCY_MS": "0",
     "FAULT_ERROR_RATE": "0",
@@ -68,7 +70,7 @@ class Target:
     @property
     def ws_url(self) -> str:
         scheme = "wss" if self.base_url.startswith("https") else "ws"
-        return scheme + self.base_url.split(":", 1)[1].rstrip("/") + "/ws"
+        return scheme + ":" + self.base_url.split(":", 1)[1].rstrip("/") + "/ws"
 
 
 @dataclass
@@ -227,8 +229,9 @@ def demo(client: httpx.Client, target: Target) -> Account:
     """The demo user, logged in once for the session; bulk reads use its per-user limit."""
     pair = _login(client, DEMO_EMAIL, target.demo_password)
     TRAFFIC.demo_token = pair.access_token
-    return Account(DEMO_EMAIL, target.demo_password, pair.user.id, pair.access_token,
-                   pair.refresh_token)
+    return Account(
+        DEMO_EMAIL, target.demo_password, pair.user.id, pair.access_token, pair.refresh_token
+    )
 
 
 @pytest.fixture(scope="session")
@@ -275,8 +278,10 @@ class Expect:
         try:
             return msgspec.json.decode(response.content, type=kind)
         except msgspec.ValidationError as exc:
-            pytest.fail(f"{response.request.method} {response.request.url}: not a {kind.__name__}:"
-                        f" {exc}\n{response.text[:500]}")
+            pytest.fail(
+                f"{response.request.method} {response.request.url}: not a {kind.__name__}:"
+                f" {exc}\n{response.text[:500]}"
+            )
 
     def stamped(self, response: httpx.Response) -> None:
         assert response.headers.get("x-backend") in ("mock", "production"), describe(
@@ -290,7 +295,9 @@ class Expect:
         try:
             body = msgspec.json.decode(response.content, type=Error)
         except msgspec.DecodeError as exc:
-            pytest.fail(f"error body is not {{status_code, detail, extra?}}: {exc}: {response.text}")
+            pytest.fail(
+                f"error body is not {{status_code, detail, extra?}}: {exc}: {response.text}"
+            )
         assert body.status_code == status, describe(response, "status_code in the body differs")
         assert body.detail.strip(), describe(response, "empty detail")
         if status == 401:
@@ -305,7 +312,8 @@ class Expect:
         body = self.error(response, 422)
         assert body.extra, describe(response, "422 without `extra` naming the field")
         named = [
-            item for item in body.extra
+            item
+            for item in body.extra
             if name.lower() in item.key.lower() or name.lower() in item.message.lower()
         ]
         assert named, describe(response, f"`extra` does not name {name!r}")
@@ -351,12 +359,15 @@ def synthetic(health: Health) -> Synthetic:
 def mint_token(secret: str, token_type: str, expires_in: int, email: str = DEMO_EMAIL) -> str:
     """A token signed like the server's (HS256, the contract's claims); negative = expired."""
     now = int(time.time())
+    # Issued now, or (expired) half an hour before it expired; never before the user existed
+    # for a live token, since a token older than its user does not work.
+    issued = now if expires_in > 0 else now + expires_in - 30 * 60
     payload: dict[str, Any] = {
         "sub": user_id_for(email),
         "email": email,
         "type": token_type,
         "iss": ISSUER,
-        "iat": now - 3600,
+        "iat": issued,
         "exp": now + expires_in,
         "jti": uuid.uuid4().hex,
     }

@@ -32,8 +32,13 @@ def window(health) -> tuple[str, str]:
 @pytest.fixture
 def body(window) -> dict[str, object]:
     start, end = window
-    return {"symbol": "spy", "strategy": "sma_crossover", "start": start, "end": end,
-            "params": {"fast": 10, "slow": 30}}
+    return {
+        "symbol": "spy",
+        "strategy": "sma_crossover",
+        "start": start,
+        "end": end,
+        "params": {"fast": 10, "slow": 30},
+    }
 
 
 def submit(client: httpx.Client, account, body: dict[str, object]) -> httpx.Response:
@@ -65,22 +70,27 @@ def test_a_backtest_is_queued_then_done_with_a_result(
     request = final.request
     assert (request.symbol, request.strategy) == ("SPY", "sma_crossover")
     assert (request.start, request.end) == window
-    assert request.params["fast"] == 10 and request.params["slow"] == 30
+    assert request.params["fast"] == 10
+    assert request.params["slow"] == 30
     assert request.params.get("allow_short") is False, "params are stored with their defaults"
     assert request.initial_capital == 10_000.0
     result = final.result
-    assert result is not None and final.error is None
+    assert result is not None
+    assert final.error is None
     assert result.trade_count == len(result.trades)
     assert 0 <= result.win_rate <= 100
     assert result.max_drawdown >= 0
     start, end = (_epoch(date.fromisoformat(day)) for day in window)
     times = [point.time for point in result.equity_curve]
-    assert times and times == sorted(set(times))
-    assert start <= times[0] and times[-1] <= end
+    assert times
+    assert times == sorted(set(times))
+    assert start <= times[0]
+    assert times[-1] <= end
     for trade in result.trades:
         assert start <= trade.entry_time <= trade.exit_time <= end
         assert trade.side == "long"
-        assert trade.entry_price > 0 and trade.exit_price > 0
+        assert trade.entry_price > 0
+        assert trade.exit_price > 0
         assert trade.return_pct == pytest.approx(
             (trade.exit_price / trade.entry_price - 1) * 100, abs=0.02
         )
@@ -137,12 +147,15 @@ def test_backtests_are_listed_newest_first(client: httpx.Client, expect, make_us
         assert summary.status in ("queued", "running", "done", "failed", "cancelled")
 
 
-def test_delete_cancels_or_finds_it_done(
-    client: httpx.Client, expect, make_user, health
-) -> None:
+def test_delete_cancels_or_finds_it_done(client: httpx.Client, expect, make_user, health) -> None:
     account = make_user("bt")
-    long_run = {"symbol": "SPY", "strategy": "macd_trend", "start": "2005-01-03",
-                "end": health.data.asof, "id": "to-cancel"}
+    long_run = {
+        "symbol": "SPY",
+        "strategy": "macd_trend",
+        "start": "2005-01-03",
+        "end": health.data.asof,
+        "id": "to-cancel",
+    }
     expect.ok(submit(client, account, long_run), BacktestAccepted, status=202)
     response = client.delete(f"{API}/backtests/to-cancel", headers=account.headers)
     assert response.status_code == 204, response.text
@@ -162,14 +175,12 @@ def test_unknown_and_other_users_backtests_are_404(
     expect.ok(submit(client, owner, {**body, "id": "mine"}), BacktestAccepted, status=202)
     for account, backtest_id in ((owner, "nope"), (stranger, "mine")):
         expect.error(client.get(f"{API}/backtests/{backtest_id}", headers=account.headers), 404)
-        expect.error(
-            client.delete(f"{API}/backtests/{backtest_id}", headers=account.headers), 404
-        )
+        expect.error(client.delete(f"{API}/backtests/{backtest_id}", headers=account.headers), 404)
     theirs = expect.ok(client.get(f"{API}/backtests", headers=stranger.headers), BacktestList)
     assert theirs.backtests == []
-    assert expect.ok(
-        client.get(f"{API}/backtests/mine", headers=owner.headers), Backtest
-    ).id == "mine"
+    assert (
+        expect.ok(client.get(f"{API}/backtests/mine", headers=owner.headers), Backtest).id == "mine"
+    )
 
 
 def test_every_strategy_runs(client: httpx.Client, expect, make_user, window) -> None:
@@ -179,8 +190,11 @@ def test_every_strategy_runs(client: httpx.Client, expect, make_user, window) ->
     submitted = []
     for strategy in strategies:
         accepted = expect.ok(
-            submit(client, account, {"symbol": "QQQ", "strategy": strategy.name, "start": start,
-                                     "end": end}),
+            submit(
+                client,
+                account,
+                {"symbol": "QQQ", "strategy": strategy.name, "start": start, "end": end},
+            ),
             BacktestAccepted,
             status=202,
         )

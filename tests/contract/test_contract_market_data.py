@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from calendar import monthrange
 from datetime import UTC, datetime
@@ -108,8 +109,9 @@ def test_quotes_batch_lists_unknown_symbols_as_missing(
 
 
 def test_quotes_batch_is_public(client: httpx.Client, expect) -> None:
-    batch = expect.ok(client.post(f"{API}/market-data/quotes", json={"symbols": ["QQQ"]}),
-                      QuoteBatch)
+    batch = expect.ok(
+        client.post(f"{API}/market-data/quotes", json={"symbols": ["QQQ"]}), QuoteBatch
+    )
     assert [quote.symbol for quote in batch.quotes] == ["QQQ"]
     assert batch.missing == []
 
@@ -120,9 +122,7 @@ def test_quotes_batch_is_public(client: httpx.Client, expect) -> None:
 def test_historical_defaults_to_one_month_of_daily_bars(
     client: httpx.Client, expect, reader
 ) -> None:
-    answer = expect.ok(
-        client.get(f"{API}/market-data/SPY/historical", headers=reader), Historical
-    )
+    answer = expect.ok(client.get(f"{API}/market-data/SPY/historical", headers=reader), Historical)
     assert (answer.symbol, answer.period, answer.interval) == ("SPY", "1mo", "1d")
     assert 18 <= len(answer.data) <= 23
 
@@ -149,7 +149,7 @@ def test_candles_are_ohlc_consistent_and_oldest_first(
     assert (answer.symbol, answer.period, answer.interval) == ("SPY", period, interval)
     assert answer.data, "no candles"
     times = [candle.time for candle in answer.data]
-    assert all(a < b for a, b in zip(times, times[1:], strict=False)), "not strictly increasing"
+    assert all(a < b for a, b in itertools.pairwise(times)), "not strictly increasing"
     for candle in answer.data:
         assert candle.low <= min(candle.open, candle.close), candle
         assert max(candle.open, candle.close) <= candle.high, candle
@@ -163,7 +163,7 @@ def test_one_hour_of_five_minute_bars_is_twelve_candles_300_s_apart(
     data = history(client, expect, reader, "SPY", "1h", "5m").data
     assert len(data) == 12
     times = [candle.time for candle in data]
-    assert {b - a for a, b in zip(times, times[1:], strict=False)} == {300}
+    assert {b - a for a, b in itertools.pairwise(times)} == {300}
 
 
 def test_one_day_of_five_minute_bars_is_one_whole_session(
@@ -191,7 +191,13 @@ def test_hourly_buckets_open_at_the_session_and_aggregate_the_five_minute_bars(
     hours = history(client, expect, reader, "SPY", "1d", "1h").data
     fives = history(client, expect, reader, "SPY", "1d", "5m").data
     assert [_clock(c.time) for c in hours] == [
-        "14:30", "15:30", "16:30", "17:30", "18:30", "19:30", "20:30"
+        "14:30",
+        "15:30",
+        "16:30",
+        "17:30",
+        "18:30",
+        "19:30",
+        "20:30",
     ]
     for hour in hours:
         inside = [c for c in fives if hour.time <= c.time < hour.time + 3600]
@@ -214,7 +220,7 @@ def test_intraday_bars_are_300_s_apart_within_a_session(
 ) -> None:
     data = history(client, expect, reader, "SPY", "5d", "5m").data
     assert len(data) <= 5 * 78
-    for a, b in zip(data, data[1:], strict=False):
+    for a, b in itertools.pairwise(data):
         if _utc(a.time).date() == _utc(b.time).date():
             assert b.time - a.time == 300
         else:
@@ -257,8 +263,11 @@ def test_monthly_buckets_start_on_the_first_trading_day_of_the_month(
     assert 12 <= len(months) <= 13
     for month in months:
         moment = _utc(month.time)
-        inside = [d for d in days if (_utc(d.time).year, _utc(d.time).month) == (moment.year,
-                                                                                  moment.month)]
+        inside = [
+            d
+            for d in days
+            if (_utc(d.time).year, _utc(d.time).month) == (moment.year, moment.month)
+        ]
         assert inside, month
         assert _as_tuple(month) == _aggregate(inside), f"month of {moment:%Y-%m}"
         assert moment.day <= 4, "a month starts on its first trading day"

@@ -40,7 +40,8 @@ def check_signal(signal: Signal) -> None:
     """What a frontend relies on in every Signal."""
     assert re.fullmatch(r"[A-Z0-9.\-^]{1,12}-(5m|15m|30m|1h|4h|1d)-\d+", signal.id), signal.id
     assert signal.timestamp == _iso(_bar_epoch(signal)), "timestamp is the bar's time"
-    assert signal.reasoning and all(isinstance(line, str) and line for line in signal.reasoning)
+    assert signal.reasoning
+    assert all(isinstance(line, str) and line for line in signal.reasoning)
     assert signal.agents, "no agent votes"
     assert signal.pattern
     if signal.type == "BUY":
@@ -103,8 +104,9 @@ def test_signals_for_chosen_symbols_drop_duplicates(client: httpx.Client, expect
 def test_signals_limit_keeps_the_top_ranked(
     client: httpx.Client, expect, reader, all_signals: SignalList
 ) -> None:
-    answer = expect.ok(client.get(f"{API}/signals", params={"limit": 3}, headers=reader),
-                       SignalList)
+    answer = expect.ok(
+        client.get(f"{API}/signals", params={"limit": 3}, headers=reader), SignalList
+    )
     assert [s.id for s in answer.signals] == [s.id for s in all_signals.signals[:3]]
     assert answer.count == 3
 
@@ -128,8 +130,9 @@ def test_latest_signal_is_for_the_latest_bar_of_its_timeframe(
     client: httpx.Client, expect, reader, timeframe: str, period: str
 ) -> None:
     answer = expect.ok(
-        client.get(f"{API}/signals", params={"symbols": "SPY", "timeframe": timeframe},
-                   headers=reader),
+        client.get(
+            f"{API}/signals", params={"symbols": "SPY", "timeframe": timeframe}, headers=reader
+        ),
         SignalList,
     )
     (signal,) = answer.signals
@@ -187,7 +190,8 @@ def test_precise_options_is_never_taken_for_a_symbol(client: httpx.Client, expec
 
 def test_precise_options_honours_the_timeframe(client: httpx.Client, expect, reader) -> None:
     response = client.get(
-        f"{API}/signals/precise-options", params={"symbol": "SPY", "timeframe": "1h"},
+        f"{API}/signals/precise-options",
+        params={"symbol": "SPY", "timeframe": "1h"},
         headers=reader,
     )
     answer = expect.ok(response, OptionsSignals)
@@ -201,9 +205,7 @@ def test_precise_options_without_a_symbol_is_a_422_not_a_symbol(
     expect.field(client.get(f"{API}/signals/precise-options", headers=reader), "symbol")
 
 
-def test_precise_options_of_an_unserved_symbol_is_404(
-    client: httpx.Client, expect, reader
-) -> None:
+def test_precise_options_of_an_unserved_symbol_is_404(client: httpx.Client, expect, reader) -> None:
     expect.error(
         client.get(f"{API}/signals/precise-options", params={"symbol": "ZZZZ"}, headers=reader),
         404,
@@ -248,13 +250,14 @@ def test_insights_of_an_unknown_signal_is_404(
 def test_generate_answers_the_signal_of_the_latest_bar(
     client: httpx.Client, expect, demo, all_signals: SignalList
 ) -> None:
-    response = client.post(f"{API}/signals/generate", json={"symbol": "spy"},
-                           headers=demo.headers)
+    response = client.post(f"{API}/signals/generate", json={"symbol": "spy"}, headers=demo.headers)
     generated = expect.ok(response, GeneratedSignal).signal
     check_signal(generated)
     latest = next(s for s in all_signals.signals if s.symbol == "SPY")
     assert (generated.id, generated.type, generated.confidence) == (
-        latest.id, latest.type, latest.confidence
+        latest.id,
+        latest.type,
+        latest.confidence,
     )
 
 
@@ -331,7 +334,8 @@ def test_strategies_declare_their_parameters(client: httpx.Client, expect) -> No
                 assert isinstance(param.default, bool), name
                 continue
             assert not isinstance(param.default, bool), name
-            assert param.min is not None and param.max is not None, name
+            assert param.min is not None, name
+            assert param.max is not None, name
             assert param.min <= param.default <= param.max, (strategy.name, name)
             if param.type == "int":
                 assert isinstance(param.default, int), name

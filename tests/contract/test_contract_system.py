@@ -47,7 +47,9 @@ def test_symbols_are_the_served_universe_sorted(client: httpx.Client, expect, re
     assert "SPY" in names
     for item in listing.symbols:
         assert re.match(r"^[A-Z0-9.\-^]{1,12}$", item.symbol), item.symbol
-        assert item.name and item.sector and item.exchange
+        assert item.name
+        assert item.sector
+        assert item.exchange
 
 
 def test_symbols_are_public(client: httpx.Client, expect) -> None:

@@ -13,16 +13,18 @@ ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
 def _put(client: httpx.Client, account, name: str, symbols: list[str]) -> httpx.Response:
-    return client.put(f"{API}/watchlists/{name}", json={"symbols": symbols},
-                      headers=account.headers)
+    return client.put(
+        f"{API}/watchlists/{name}", json={"symbols": symbols}, headers=account.headers
+    )
 
 
 def test_put_stores_upper_cased_symbols_without_duplicates_in_order(
     client: httpx.Client, expect, make_user
 ) -> None:
     account = make_user("wl")
-    stored = expect.ok(_put(client, account, "Tech", ["aapl", "MSFT", "AAPL", "spy", "msft"]),
-                       Watchlist)
+    stored = expect.ok(
+        _put(client, account, "Tech", ["aapl", "MSFT", "AAPL", "spy", "msft"]), Watchlist
+    )
     assert stored.name == "Tech"
     assert stored.symbols == ["AAPL", "MSFT", "SPY"]
     assert ISO_MS.match(stored.updated_at)
@@ -63,8 +65,9 @@ def test_names_are_case_sensitive_and_listed_by_name(
     assert set(names) == {"tech", "Tech", "My list_2-b"}
     by_name = {w.name: w.symbols for w in lists.watchlists}
     assert (by_name["tech"], by_name["Tech"]) == (["NVDA"], ["AAPL"])
-    spaced = expect.ok(client.get(f"{API}/watchlists/My list_2-b", headers=account.headers),
-                       Watchlist)
+    spaced = expect.ok(
+        client.get(f"{API}/watchlists/My list_2-b", headers=account.headers), Watchlist
+    )
     assert spaced.symbols == ["KO"]
 
 
@@ -96,8 +99,10 @@ def test_a_hundred_entries_with_duplicates_are_accepted(
     client: httpx.Client, expect, make_user, reader
 ) -> None:
     account = make_user("wl")
-    served = [s.symbol for s in expect.ok(client.get(f"{API}/symbols", headers=reader),
-                                          SymbolList).symbols]
+    served = [
+        s.symbol
+        for s in expect.ok(client.get(f"{API}/symbols", headers=reader), SymbolList).symbols
+    ]
     entries = [served[i % len(served)] for i in range(100)]
     stored = expect.ok(_put(client, account, "Many", entries), Watchlist)
     assert stored.symbols == served[:100]
@@ -109,8 +114,11 @@ def test_watchlist_body_errors_name_the_field(client: httpx.Client, expect, make
     expect.field(_put(client, account, "Bad", ["SPY", "ZZZZ"]), "symbols")
     expect.field(_put(client, account, "Bad", ["not a symbol"]), "symbols")
     expect.field(
-        client.put(f"{API}/watchlists/Bad", json={"symbols": ["SPY"], "color": "red"},
-                   headers=account.headers),
+        client.put(
+            f"{API}/watchlists/Bad",
+            json={"symbols": ["SPY"], "color": "red"},
+            headers=account.headers,
+        ),
         "color",
     )
     expect.field(

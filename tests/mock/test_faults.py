@@ -45,7 +45,15 @@ def start_mock(**env: str) -> Mock:
     }
     began = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "mock_backend", "--port", str(port), "--admin-port", str(admin_port)],
+        [
+            sys.executable,
+            "-m",
+            "mock_backend",
+            "--port",
+            str(port),
+            "--admin-port",
+            str(admin_port),
+        ],
         env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

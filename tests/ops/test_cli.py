@@ -113,6 +113,19 @@ def test_simple_starts_the_mock_and_stop_stops_it_by_pid(env: Env) -> None:
     assert [h["command"] for h in after["history"]] == ["simple", "simple", "stop"]
 
 
+def test_a_mock_that_cannot_start_fails_the_gate_showing_why(env: Env) -> None:
+    failed = ops({**env, "QUOTE_FEED": "not-a-feed"}, "simple")
+    assert failed.returncode == 1
+    assert "before answering its health check" in failed.stderr
+    assert "QUOTE_FEED" in failed.stderr  # the mock's own complaint, from its output
+    assert "./start.sh logs mock" in failed.stderr
+    assert not (Path(env["CUTOVER_VAR_DIR"]) / "run" / "mock.pid").exists()
+    assert not services.port_in_use("127.0.0.1", int(env["MOCK_PORT"]))
+    doc = status(env)
+    assert doc["history"][-1]["outcome"] == "failed"
+    assert doc["gates"]["mock-health"]["passed"] is False
+
+
 def test_a_second_state_changing_command_exits_2_naming_the_holder(env: Env) -> None:
     holder = sleeper()
     try:

@@ -13,7 +13,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from ops import state as state_module
 from ops.settings import PROJECT_ROOT
 from ops.state import (
     CutoverLock,
@@ -67,7 +66,7 @@ def test_a_failed_write_leaves_the_old_file_whole_and_no_temporary_behind(
     def broken_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(state_module.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         write_atomic(target, b'{"version": 1, "phase": "half')
     assert target.read_bytes() == b'{"version": 1}\n'
