@@ -4,6 +4,7 @@ keeps the two in step. The loader (ops/loader) writes the market-data tables; th
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
 from typing import Any
 
@@ -19,9 +20,10 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    Uuid,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Named constraints, so that Alembic can find, alter and drop each one.
@@ -124,5 +126,101 @@ class LoadRunSymbol(Base):
     updated: Mapped[int] = mapped_column(Integer, default=0)
     checksum: Mapped[str | None] = mapped_column(String(64))
     finished_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+# -- users and what they own ------------------------------------------------------------------
+
+
+class User(Base):
+    """A user; `id` is the UUIDv5 of the lower-cased email (the same on both backends)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class RefreshToken(Base):
+    """A live refresh token (by its jti); a refresh deletes it (rotation), logout all of them."""
+
+    __tablename__ = "refresh_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UserTombstone(Base):
+    """A deleted user: tokens issued before `deleted_at` stay dead if the email registers again."""
+
+    __tablename__ = "user_tombstones"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Watchlist(Base):
+    __tablename__ = "watchlists"
+    __table_args__ = (
+        CheckConstraint("cardinality(symbols) <= 100", name="at_most_100_symbols"),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    symbols: Mapped[list[str]] = mapped_column(ARRAY(String(12)))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Backtest(Base):
+    """A backtest: the row is the truth; the job queue only carries work."""
+
+    __tablename__ = "backtests"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('queued', 'running', 'done', 'failed', 'cancelled')", name="status_known"
+        ),
+    )
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    request: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    job_key: Mapped[str | None] = mapped_column(String(128))
+
+
+class GeneratedSignal(Base):
+    """A signal produced on request (POST /signals/generate), kept for audit and replay."""
+
+    __tablename__ = "signals"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    signal_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    symbol: Mapped[str] = mapped_column(String(12))
+    timeframe: Mapped[str] = mapped_column(String(4))
+    type: Mapped[str] = mapped_column(String(4))
+    confidence: Mapped[float] = mapped_column(Float(53))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
