@@ -8,8 +8,9 @@ import os
 import sys
 from pathlib import Path
 
+from contract.environment import SettingsError
 from contract.logs import configure_logging
-from mock_backend.settings import MockSettings, SettingsError
+from mock_backend.settings import MockSettings
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from litestar import Litestar
 
 from contract.app import build_app
+from contract.faults import FaultState
 from contract.ports import Limits, Services
 from contract.reads import HistoryReads
 from contract.types import HealthChecks
 from mock_backend.backtests import MemoryBacktests
-from mock_backend.faults import FaultState
 from mock_backend.history import GeneratedHistory
 from mock_backend.limiter import MemoryLimiter
 from mock_backend.live import MemoryLive
@@ -86,4 +86,4 @@ def create_app(settings: MockSettings) -> MockParts:
         on_startup=[start],
         on_shutdown=[live.stop],
     )
-    return MockParts(app, users, watchlists, backtests, live, FaultState.of(settings.faults))
+    return MockParts(app, users, watchlists, backtests, live, settings.faults)

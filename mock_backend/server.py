@@ -8,8 +8,8 @@ import logging
 
 import uvicorn
 
+from contract.faults import FaultMiddleware, build_admin_app
 from mock_backend.app import create_app
-from mock_backend.faults import FaultMiddleware, build_admin_app
 from mock_backend.settings import MockSettings
 
 log = logging.getLogger("mock_backend")

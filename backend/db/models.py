@@ -142,9 +142,7 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     name: Mapped[str] = mapped_column(String(64))
     password_hash: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class RefreshToken(Base):
@@ -170,9 +168,7 @@ class UserTombstone(Base):
 
 class Watchlist(Base):
     __tablename__ = "watchlists"
-    __table_args__ = (
-        CheckConstraint("cardinality(symbols) <= 100", name="at_most_100_symbols"),
-    )
+    __table_args__ = (CheckConstraint("cardinality(symbols) <= 100", name="at_most_100_symbols"),)
 
     user_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
@@ -221,6 +217,4 @@ class GeneratedSignal(Base):
     type: Mapped[str] = mapped_column(String(4))
     confidence: Mapped[float] = mapped_column(Float(53))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now()
-    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

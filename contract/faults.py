@@ -1,4 +1,5 @@
-"""Fault injection for rehearsals: latency, an error rate, a field drift, refused connections.
+"""Fault injection for rehearsals, the same in both backends: latency, an error rate, a field
+drift, refused connections.
 
 Off by default; set at start-up from the environment and at run time through the admin app,
 which listens on loopback only and wants the admin token.
@@ -10,7 +11,7 @@ import asyncio
 import contextlib
 import hmac
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
@@ -29,8 +30,10 @@ from litestar.types import (
     Send,
 )
 
+from contract.environment import env_bool, env_choice, env_float, env_int
 from contract.errors import send_error
-from mock_backend.settings import DRIFTS, Faults
+
+DRIFTS = ("", "rename_price", "alter_price", "drop_volume")
 
 
 @dataclass(slots=True)
@@ -43,8 +46,14 @@ class FaultState:
     refuse: bool = False
 
     @classmethod
-    def of(cls, faults: Faults) -> FaultState:
-        return cls(faults.latency_ms, faults.error_rate, faults.drift, faults.refuse)
+    def from_env(cls, env: Mapping[str, str]) -> FaultState:
+        """The faults asked for at start-up (FAULT_*); all off when unset."""
+        return cls(
+            latency_ms=env_int(env, "FAULT_LATENCY_MS", 0, 0, 60_000),
+            error_rate=env_float(env, "FAULT_ERROR_RATE", 0.0, 0.0, 1.0),
+            drift=env_choice(env, "FAULT_DRIFT", "", DRIFTS),
+            refuse=env_bool(env, "FAULT_REFUSE", False),
+        )
 
 
 class FaultUpdate(msgspec.Struct, forbid_unknown_fields=True):
