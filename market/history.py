@@ -271,3 +271,8 @@ def intraday_history(seed: int, symbol: str, asof: date, days: int = INTRADAY_DA
     days ending on `asof`; a day's bars do not depend on `asof`. Arrays are read-only.
     """
     return _build(seed, symbol, asof, days)[1]
+
+
+def clear_cache() -> None:
+    """Forget memoised histories (for benchmarks that time a cold generation)."""
+    _build.cache_clear()
