@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,6 +29,7 @@ from contract.routes import ROUTES
 from contract.routes.deps import provide_services
 
 MAX_BODY_BYTES = 1024 * 1024
+access_log = logging.getLogger("access")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _EXPOSED = [
     "X-Request-ID",
@@ -88,16 +91,33 @@ def _request_id(scope: Scope) -> str:
 
 
 class RequestContext:
-    """Puts the request id in the logging context for everything the handler logs."""
+    """Puts the request id in the logging context, and logs one access line per request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         token = request_id_var.set(_request_id(scope))
+        started = time.perf_counter()
+        status = 0
+
+        async def record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, record)
         finally:
+            if scope["type"] == ScopeType.HTTP:
+                access_log.info(
+                    "%s %s %s %.1fms",
+                    scope.get("method", "-"),
+                    scope.get("path", "-"),
+                    status or "-",
+                    (time.perf_counter() - started) * 1000,
+                )
             request_id_var.reset(token)
 
 
