@@ -313,6 +313,26 @@ def setup() -> None:
     state_changing("setup", _setup)
 
 
+# --- db -------------------------------------------------------------------------------------
+
+
+@app.command()
+def db(
+    embedded: Annotated[
+        bool,
+        typer.Option("--embedded", help="Use the embedded PostgreSQL and Redis under var/."),
+    ] = False,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Only check the chosen databases; start and migrate nothing."),
+    ] = False,
+) -> None:
+    """Choose PostgreSQL and Redis (see ARCHITECTURE.md), migrate to head, check both."""
+    from ops.phases_db import db_phase  # it imports this module
+
+    state_changing("db", lambda run: db_phase(run, force_embedded=embedded, check_only=check))
+
+
 # --- simple ---------------------------------------------------------------------------------
 
 
@@ -388,6 +408,73 @@ def simple() -> None:
     state_changing("simple", _simple)
 
 
+# --- load-data / verify-data (bodies in ops/loader/commands.py) -----------------------------
+
+
+@app.command("load-data")
+def load_data(
+    source: Annotated[
+        str, typer.Option(help="synthetic (market/'s generator) or csv:FOLDER (Yahoo/Stooq).")
+    ] = "synthetic",
+    symbols: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated symbols (default: the universe; csv: every file's)."),
+    ] = None,
+    years: Annotated[int, typer.Option(help="Years of daily bars back from --asof.", min=1)] = 20,
+    intraday_days: Annotated[
+        int, typer.Option(help="Calendar days of 5-minute bars up to --asof (0 = none).", min=0)
+    ] = 60,
+    seed: Annotated[
+        int | None, typer.Option(help="Generator seed (default MARKET_SEED, else 42).", min=0)
+    ] = None,
+    asof: Annotated[
+        str | None,
+        typer.Option(help="Last date, YYYY-MM-DD (default MARKET_ASOF; csv: the files' last)."),
+    ] = None,
+    adjusted: Annotated[
+        bool, typer.Option("--adjusted", help="Yahoo CSV: scale prices by Adj Close / Close.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an unfinished run with the same parameters.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default: one per CPU).", min=1)
+    ] = None,
+    connections: Annotated[int, typer.Option(help="PostgreSQL sessions writing.", min=1)] = 2,
+) -> None:
+    """Load history and indicators into PostgreSQL: idempotent, resumable, with progress."""
+    from ops.loader.commands import LoadArgs
+    from ops.loader.commands import load_data as body  # it imports this module
+
+    args = LoadArgs(
+        source, symbols, years, intraday_days, seed, asof, adjusted, resume, as_json, workers,
+        connections,
+    )  # fmt: skip
+    state_changing("load-data", lambda run: body(run, args))
+
+
+@app.command("verify-data")
+def verify_data(
+    symbols: Annotated[
+        str | None, typer.Option(help="Comma-separated symbols (default: every loaded one).")
+    ] = None,
+    generator: Annotated[
+        bool, typer.Option(help="Also recompute synthetic runs' checksums with the generator.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    seed: Annotated[
+        int | None, typer.Option("--sample-seed", help="Seed of the indicator sample.")
+    ] = None,
+) -> None:
+    """Check stored bars and indicators against the load runs and market/; exit 1 on a mismatch."""
+    from ops.loader.commands import VerifyArgs
+    from ops.loader.commands import verify_data as body  # it imports this module
+
+    args = VerifyArgs(symbols, generator, as_json, seed)
+    state_changing("verify-data", lambda run: body(run, args))
+
+
 # --- stop -----------------------------------------------------------------------------------
 
 
@@ -424,6 +511,135 @@ def stop(
 ) -> None:
     """Stop what this project started, by pid (SIGTERM, then SIGKILL after a grace period)."""
     state_changing("stop", lambda run: _stop(run, names or []))
+
+
+# --- prod / worker --------------------------------------------------------------------------
+
+
+def _env_int(settings: OpsSettings, name: str, default: int, low: int, high: int) -> int:
+    raw = {**read_env_file(settings.env_file), **os.environ}.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise PreconditionError(f"{name}={raw!r}: accepted {low}..{high}", "fix it in .env")
+    return int(raw)
+
+
+def _databases_env(run: Run) -> dict[str, str]:
+    """DATABASE_URL and REDIS_URL as `./start.sh db` chose them, checked to answer at head."""
+    from ops import databases
+
+    given = databases.configured(run.settings)
+    variables = (("DATABASE_URL", "postgres"), ("REDIS_URL", "redis"))
+    missing = [name for name, kind in variables if kind not in given]
+    if missing:
+        raise PreconditionError(f"{' and '.join(missing)} not set", "./start.sh db")
+    postgres_url, redis_url = given["postgres"][0], given["redis"][0]
+    problems = databases.check(postgres_url, redis_url).problems()
+    if problems:
+        raise PreconditionError("; ".join(problems), "./start.sh db (starts and migrates them)")
+    return {"DATABASE_URL": postgres_url, "REDIS_URL": redis_url}
+
+
+def _start_recorded(run: Run, spec: services.ServiceSpec, env: dict[str, str]) -> str:
+    """Start `spec` like `simple` starts the mock, record it in the state, say what happened."""
+    try:
+        result = services.start_service(run.settings, spec, env=env)
+    except services.PortBusyError as exc:
+        raise PreconditionError(str(exc), "./start.sh status; choose other ports in .env") from None
+    except services.ServiceError as exc:
+        summary = exc.summary
+        run.update(lambda s: s.gates.__setitem__(f"{spec.name}-health", _gate(False, summary)))
+        raise GateFailedError(str(exc), f"./start.sh logs {spec.name}", summary=summary) from None
+    record = result.record
+
+    def change(state: CutoverState) -> None:
+        if spec.name == "prod":
+            state.advance("prod")
+        state.processes[spec.name] = {
+            "pid": record.pid,
+            "port": record.port,
+            "url": record.url,
+            "started_at": record.started_at,
+        }
+        if not result.already_running:
+            state.gates[f"{spec.name}-health"] = _gate(
+                True, "healthy", startup_seconds=result.startup_seconds
+            )
+
+    run.update(change)
+    where = f" at {record.url}" if record.url else ""
+    if result.already_running:
+        out.print(f"[green]✓[/] {spec.name} already runs{where} (pid {record.pid})")
+        return f"already running (pid {record.pid})"
+    out.print(
+        f"[green]✓[/] {spec.name} is up{where} (pid {record.pid}, "
+        f"in {result.startup_seconds:.2f} s)"
+    )
+    return f"started (pid {record.pid}) in {result.startup_seconds:.2f} s"
+
+
+def _prod(run: Run, workers: int | None) -> str:
+    for line in ensure_env_file(run.settings):
+        out.print(f"[green]✓[/] {line}")
+    env = _databases_env(run)
+    workers = workers or _env_int(run.settings, "PROD_WORKERS", 2, 1, 64)
+    admin = _env_int(run.settings, "PROD_ADMIN_PORT", 8012, 0, 65535)
+    spec = services.app_spec(
+        run.settings,
+        "prod",
+        "backend",
+        run.settings.prod_port,
+        *("--workers", str(workers), "--admin-port", str(admin)),
+        other_ports=(admin,),
+    )
+    out.print(f"starting the production backend on {spec.url} with {workers} workers …")
+    summary = _start_recorded(run, spec, env)
+    health = services.check_health(f"{spec.url}{services.HEALTH_PATH}")
+    data = (health.body or {}).get("data")
+    if isinstance(data, dict):
+        out.print(
+            f"  health: {health.status} · data {data.get('source')} (seed {data.get('seed')}, "
+            f"as of {data.get('asof')})"
+        )
+        if data.get("seed") is None:
+            out.print("[yellow]![/] no market data loaded yet: ./start.sh load-data")
+    log = _shown(run.settings, services.log_path(run.settings, "prod"))
+    out.print(f"  API docs: {spec.url}/schema · metrics: {spec.url}/metrics · log: {log}")
+    _next("./start.sh worker (backtests)", "./start.sh status", "./start.sh logs prod")
+    return summary
+
+
+@app.command()
+def prod(
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default PROD_WORKERS, 2).", min=1)
+    ] = None,
+) -> None:
+    """Start the production backend (PostgreSQL + Redis) in the background, wait until healthy."""
+    state_changing("prod", lambda run: _prod(run, workers))
+
+
+def _worker(run: Run) -> str:
+    env = _databases_env(run)
+    argv = (sys.executable, "-m", "backend.worker", "--log-file")
+    spec = services.ServiceSpec(
+        name="worker",
+        module="backend.worker",
+        argv=(*argv, str(services.log_path(run.settings, "worker"))),
+        port=None,
+        health_path=None,
+    )
+    out.print("starting the backtest worker …")
+    summary = _start_recorded(run, spec, env)
+    _next("./start.sh status", "./start.sh logs worker")
+    return summary
+
+
+@app.command()
+def worker() -> None:
+    """Start the backtest worker (`python -m backend.worker`) in the background."""
+    state_changing("worker", _worker)
 
 
 # --- status ---------------------------------------------------------------------------------
@@ -645,6 +861,80 @@ def logs(
 ) -> None:
     """Show the end of a service's log (var/logs/NAME.log)."""
     read_only(lambda settings: _logs(settings, name, lines, follow))
+
+
+# --- contract / loadtest (bodies in ops/verify.py and loadtests/run.py) ---------------------
+
+
+@app.command()
+def contract(
+    target: Annotated[
+        str, typer.Option(help="mock, prod, both, or a base URL (http://127.0.0.1:8001).")
+    ] = "mock",
+    examples: Annotated[
+        int, typer.Option(help="Schemathesis examples per operation and mode.", min=1, max=10_000)
+    ] = 25,
+    seed: Annotated[int, typer.Option(help="Schemathesis seed: the same seed replays.")] = 42,
+    allow_writes: Annotated[
+        bool,
+        typer.Option(
+            "--allow-writes", help="Let prod see writes too (needs a scratch DATABASE_URL)."
+        ),
+    ] = False,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Send only reads, whatever the target.")
+    ] = False,
+    suite: Annotated[bool, typer.Option(help="Run the contract suite (tests/contract).")] = True,
+    fuzz: Annotated[bool, typer.Option(help="Run Schemathesis on contract/openapi.json.")] = True,
+) -> None:
+    """The contract suite and schema fuzzing against running servers; exit 1 on any failure."""
+    from ops.verify import ContractArgs, contract_phase  # it imports this module
+
+    args = ContractArgs(target, examples, seed, allow_writes, suite, fuzz, read_only)
+    state_changing("contract", lambda run: contract_phase(run, args))
+
+
+@app.command()
+def loadtest(
+    target: Annotated[
+        str, typer.Option(help="mock, prod, both, gateway, or a loopback base URL.")
+    ] = "mock",
+    users: Annotated[int, typer.Option(help="Simulated dashboard users.", min=1, max=5000)] = 20,
+    rate: Annotated[
+        float, typer.Option(help="Asked arrival rate, requests/s (knee: the first step).", min=0.1)
+    ] = 50.0,
+    duration: Annotated[str, typer.Option(help="Measured time, e.g. 60s or 2m.")] = "60s",
+    find_knee: Annotated[
+        bool, typer.Option("--find-knee", help="Raise the rate step by step until p95 fails.")
+    ] = False,
+    ws_users: Annotated[
+        int | None, typer.Option(help="WebSocket users (default: a tenth of --users).", min=0)
+    ] = None,
+    watchlist_share: Annotated[
+        float | None, typer.Option(help="Share of users editing watchlists (0-1).", min=0, max=1)
+    ] = None,
+    p95_ms: Annotated[
+        float | None, typer.Option(help="p95 threshold in ms (default LOADTEST_P95_MS, 100).")
+    ] = None,
+    max_failure_ratio: Annotated[
+        float | None, typer.Option(help="Failure ratio threshold (default 0.001).", min=0, max=1)
+    ] = None,
+    step_rate: Annotated[
+        float | None, typer.Option(help="Knee: rate added per step (default --rate).", min=0.1)
+    ] = None,
+    step_duration: Annotated[str, typer.Option(help="Knee: length of a step.")] = "10s",
+    max_steps: Annotated[int, typer.Option(help="Knee: most steps.", min=1, max=200)] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated users' choices.")] = 42,
+) -> None:
+    """Locust, headless, the frontend's traffic mix at a fixed arrival rate; exit 1 on a gate."""
+    from loadtests.run import LoadArgs
+    from loadtests.run import loadtest as body  # it imports this module
+
+    args = LoadArgs(
+        target, users, rate, duration, find_knee, ws_users, watchlist_share, p95_ms,
+        max_failure_ratio, step_rate, step_duration, max_steps, seed,
+    )  # fmt: skip
+    state_changing("loadtest", lambda run: body(run, args))
 
 
 # --- test -----------------------------------------------------------------------------------

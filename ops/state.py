@@ -28,7 +28,7 @@ Outcome = Literal["done", "failed", "refused", "interrupted", "error"]
 
 # Phases of the early commands, in order; later commands add theirs. A command only moves the
 # phase forward through this list, so re-running `setup` never rewinds a cutover in progress.
-EARLY_PHASES = ("new", "setup", "simple")
+EARLY_PHASES = ("new", "setup", "simple", "db")
 
 
 class StateError(Exception):

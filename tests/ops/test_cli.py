@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +19,10 @@ import msgspec
 import pytest
 
 from ops import services
-from ops.settings import PROJECT_ROOT, load_settings
+from ops.settings import PROJECT_ROOT
 from ops.state import LockInfo, pid_alive, process_start_ticks
-
-Env = dict[str, str]
-
-
-def ops(env: Env, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ops", *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+from tests.conftest import Env
+from tests.conftest import run_cli as ops
 
 
 def status(env: Env) -> dict[str, Any]:
@@ -56,24 +43,9 @@ def sleeper() -> subprocess.Popen[bytes]:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    """A CLI environment isolated in tmp_path, with the mock on free ports."""
-    environment = {
-        **os.environ,
-        "CUTOVER_VAR_DIR": str(tmp_path / "var"),
-        "CUTOVER_ENV_FILE": str(tmp_path / ".env"),
-        "MOCK_PORT": str(services.free_port()),
-        "MOCK_ADMIN_PORT": str(services.free_port()),
-        "CUTOVER_HEALTH_TIMEOUT": "30",
-        "CUTOVER_STOP_GRACE": "5",
-        "COLUMNS": "200",
-    }
-    try:
-        yield environment
-    finally:
-        settings = load_settings(environment)
-        for record in services.pid_records(settings):
-            services.stop_service(settings, record.name, grace=2)
+def env(cli_env: Env) -> Env:
+    """A CLI environment isolated in tmp_path, with the mock on free ports (see conftest)."""
+    return cli_env
 
 
 def test_simple_starts_the_mock_and_stop_stops_it_by_pid(env: Env) -> None:
