@@ -420,7 +420,14 @@ def load_data(
         str | None,
         typer.Option(help="Comma-separated symbols (default: the universe; csv: every file's)."),
     ] = None,
-    years: Annotated[int, typer.Option(help="Years of daily bars back from --asof.", min=1)] = 20,
+    years: Annotated[
+        int,
+        typer.Option(
+            help="Years of daily bars back from --asof (the default covers the whole synthetic "
+            "history from 2005-01-03).",
+            min=1,
+        ),
+    ] = 22,
     intraday_days: Annotated[
         int, typer.Option(help="Calendar days of 5-minute bars up to --asof (0 = none).", min=0)
     ] = 60,
@@ -923,6 +930,7 @@ def loadtest(
         float | None, typer.Option(help="Knee: rate added per step (default --rate).", min=0.1)
     ] = None,
     step_duration: Annotated[str, typer.Option(help="Knee: length of a step.")] = "10s",
+    warmup: Annotated[str, typer.Option(help="Traffic before measuring (caches fill).")] = "5s",
     max_steps: Annotated[int, typer.Option(help="Knee: most steps.", min=1, max=200)] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the simulated users' choices.")] = 42,
 ) -> None:
@@ -931,8 +939,10 @@ def loadtest(
     from loadtests.run import loadtest as body  # it imports this module
 
     args = LoadArgs(
-        target, users, rate, duration, find_knee, ws_users, watchlist_share, p95_ms,
-        max_failure_ratio, step_rate, step_duration, max_steps, seed,
+        target=target, users=users, rate=rate, duration=duration, find_knee=find_knee,
+        ws_users=ws_users, watchlist_share=watchlist_share, p95_ms=p95_ms,
+        max_failure_ratio=max_failure_ratio, step_rate=step_rate, step_duration=step_duration,
+        warmup=warmup, max_steps=max_steps, seed=seed,
     )  # fmt: skip
     state_changing("loadtest", lambda run: body(run, args))
 
