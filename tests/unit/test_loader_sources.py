@@ -248,7 +248,7 @@ def test_csv_plan_applies_the_window_and_the_symbol_selection() -> None:
     plan = CsvSource(FIXTURES / "good").plan(
         Request(symbols=("SPY", "AAPL", "NVDA"), asof=date(2026, 11, 3), intraday_days=0)
     )
-    assert plan.window == Window(date(2026, 11, 3), date(2006, 11, 3), 0)
+    assert plan.window == Window(date(2026, 11, 3), date(2004, 11, 3), 0)  # 22 years by default
     series = {job.symbol: job.recipe.series() for job in plan.jobs}
     assert sorted(series) == ["AAPL", "SPY"]
     assert len(series["AAPL"].daily) == 2  # 11-04 to 11-06 lie after the as-of date
@@ -268,7 +268,9 @@ def test_synthetic_plan_is_the_universe_clipped_to_the_origin() -> None:
     plan = source.plan(Request(years=40))
     assert len(plan.jobs) == len(UNIVERSE) == 45
     assert plan.window.daily_from == ORIGIN
-    assert source.plan(Request()).window.daily_from == date(2006, 11, 20)
+    # By default the whole synthetic history: production holds every bar the mock serves.
+    assert source.plan(Request()).window.daily_from == ORIGIN
+    assert source.plan(Request(years=20)).window.daily_from == date(2006, 11, 20)
 
 
 def test_the_synthetic_recipe_is_the_generator_cut_to_the_window() -> None:
