@@ -389,7 +389,9 @@ class HistoryReads:
                     name=spec.name,
                     description=spec.description,
                     params={
-                        name: msgspec.convert(param, StrategyParam, from_attributes=True)
+                        name: StrategyParam(
+                            type=param.type, default=param.default, min=param.min, max=param.max
+                        )
                         for name, param in spec.params.items()
                     },
                 )

@@ -321,10 +321,12 @@ class AgentList(Struct):
 
 
 class StrategyParam(Struct):
+    # `float` stands for any JSON number here: an int is a number too, and `int | float` would
+    # become a `oneOf` that an integer matches twice.
     type: Literal["int", "float", "bool"]
-    default: int | float | bool
-    min: int | float | None = None
-    max: int | float | None = None
+    default: float | bool
+    min: float | None = None
+    max: float | None = None
 
 
 class Strategy(Struct):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,7 +37,7 @@ class ParamError(ValueError):
 class ParamSpec:
     """A parameter's type ("int", "float" or "bool"), default and inclusive range."""
 
-    type: str
+    type: Literal["int", "float", "bool"]
     default: ParamValue
     min: float | None = None
     max: float | None = None
