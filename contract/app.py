@@ -6,10 +6,10 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import MutableScopeHeaders, State
 from litestar.di import Provide
@@ -19,6 +19,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from contract import API_PREFIX, CONTRACT_VERSION
 from contract.errors import EXCEPTION_HANDLERS, RateLimited, send_error
@@ -41,6 +42,19 @@ _EXPOSED = [
 ]
 # Routes outside the per-user rate limit: probes, metrics and docs must answer an operator.
 _UNLIMITED = ("/api/v1/health", "/metrics", "/schema", "/ws")
+
+
+class MetricsController(PrometheusController):
+    """Litestar's Prometheus endpoint, documented as the text it answers."""
+
+    @get(
+        media_type=CONTENT_TYPE_LATEST,
+        summary="Prometheus metrics (route templates, not raw paths)",
+        tags=["system"],
+    )
+    async def get(self) -> Response[bytes]:
+        answer: Response[bytes] = await PrometheusController.get.fn(self)
+        return answer
 
 
 def openapi_config() -> OpenAPIConfig:
@@ -201,19 +215,25 @@ def build_app(
     extra_routes: Sequence[Any] = (),
     extra_middleware: Sequence[Any] = (),
     plugins: Sequence[Any] = (),
+    exception_handlers: Mapping[type[Exception] | int, Any] | None = None,
+    before_send: Sequence[Callable[[Message, Scope], Any]] = (),
     debug: bool = False,
 ) -> Litestar:
-    """The contract's app for one backend's services: routes, errors, headers, limits, docs."""
+    """The contract's app for one backend's services: routes, errors, headers, limits, docs.
+
+    `exception_handlers` add to (or refine) the contract's handlers, e.g. a backend's own
+    "dependency down" errors; `before_send` hooks run after the contract's header stamp.
+    """
     prometheus = PrometheusConfig(
         app_name=f"cutover_{services.backend}",
         group_path=True,
         exclude=["/metrics"],
     )
     return Litestar(
-        route_handlers=[*ROUTES, PrometheusController, *extra_routes],
+        route_handlers=[*ROUTES, MetricsController, *extra_routes],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         state=State({"services": services}),
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, **(exception_handlers or {})},
         middleware=[
             RequestContext,
             prometheus.middleware,
@@ -227,7 +247,7 @@ def build_app(
         ),
         openapi_config=openapi_config(),
         request_max_body_size=MAX_BODY_BYTES,
-        before_send=[stamp_headers(services.backend)],
+        before_send=[stamp_headers(services.backend), *before_send],
         on_startup=list(on_startup),
         on_shutdown=list(on_shutdown),
         plugins=list(plugins),
