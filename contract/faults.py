@@ -82,9 +82,12 @@ def _drift(value: Any, drift: str) -> Any:
 class FaultMiddleware:
     """Wraps the API app: sleeps, fails or rewrites answers as the fault state says."""
 
-    def __init__(self, app: ASGIApp, state: FaultState, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, state: FaultState, backend: str, rng: random.Random | None = None
+    ) -> None:
         self.app = app
         self.state = state
+        self.backend = backend
         self.rng = rng or random.Random()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -100,7 +103,7 @@ class FaultMiddleware:
         if state.latency_ms:
             await asyncio.sleep(state.latency_ms / 1000)
         if state.error_rate and self.rng.random() < state.error_rate:
-            await send_error(send, 500, "Injected fault (rehearsal)", {"x-backend": "mock"})
+            await send_error(send, 500, "Injected fault (rehearsal)", {"x-backend": self.backend})
             return
         if not state.drift:
             await self.app(scope, receive, send)
@@ -182,4 +185,5 @@ def build_admin_app(
             state.refuse = data.refuse
         return asdict(state)
 
-    return Litestar([read_faults, write_faults], openapi_config=None)
+    # No logging config: the process's own structured logging stays in place.
+    return Litestar([read_faults, write_faults], openapi_config=None, logging_config=None)

@@ -57,7 +57,7 @@ async def _started(server: uvicorn.Server) -> None:
 
 async def serve(settings: MockSettings, host: str, port: int, admin_port: int) -> None:
     parts = create_app(settings)
-    api = FaultMiddleware(parts.app, parts.faults)
+    api = FaultMiddleware(parts.app, parts.faults, "mock")
     api_server = uvicorn.Server(
         uvicorn.Config(
             api,

@@ -324,7 +324,10 @@ def test_agents_report_their_accuracy(client: httpx.Client, expect) -> None:
 
 
 def test_strategies_declare_their_parameters(client: httpx.Client, expect) -> None:
-    answer = expect.ok(client.get(f"{API}/strategies"), StrategyList)
+    response = client.get(f"{API}/strategies")
+    answer = expect.ok(response, StrategyList)
+    # The typed decode widens numbers to float; what a frontend reads is the raw JSON.
+    raw = {s["name"]: s["params"] for s in response.json()["strategies"]}
     assert answer.strategies
     assert len({s.name for s in answer.strategies}) == len(answer.strategies)
     for strategy in answer.strategies:
@@ -338,4 +341,6 @@ def test_strategies_declare_their_parameters(client: httpx.Client, expect) -> No
             assert param.max is not None, name
             assert param.min <= param.default <= param.max, (strategy.name, name)
             if param.type == "int":
-                assert isinstance(param.default, int), name
+                wire = raw[strategy.name][name]
+                for key in ("default", "min", "max"):
+                    assert isinstance(wire[key], int), (strategy.name, name, key, wire[key])

@@ -1,0 +1,1 @@
+"""Backtests on a job queue (SAQ on Redis) with the PostgreSQL row as the truth."""

@@ -1,0 +1,1 @@
+"""Signals: the shared reads, with generated signals recorded in PostgreSQL."""
