@@ -167,6 +167,7 @@ def create_app(settings: Settings, *, worker: str | None = None) -> Litestar:
             quote_for,
             provider=DataSeededProvider(history, settings.market_seed),
             listened=listened,
+            data_version=history.data_version,
         )
         feed_ref.append(feed)
     parts = Production(
@@ -216,6 +217,8 @@ def create_app(settings: Settings, *, worker: str | None = None) -> Litestar:
             await reads.warm()
         except DependencyDown:
             log.warning("cache warm-up skipped: the database does not answer")
+        except Exception:
+            log.exception("cache warm-up failed; reads compute on first use")
 
     async def start() -> None:
         try:

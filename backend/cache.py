@@ -53,6 +53,7 @@ class RedisLink:
         self._retry_after = retry_after
         self._down_until = 0.0
         self.up = True
+        self.last_error: BaseException | None = None  # why Redis last failed (for health's log)
 
     @property
     def skipping(self) -> bool:
@@ -60,6 +61,7 @@ class RedisLink:
 
     def mark_down(self, error: BaseException, what: str) -> None:
         self._down_until = self._clock() + self._retry_after
+        self.last_error = error
         if self.up:
             self.up = False
             log.warning("redis does not answer (%s: %s): %s", type(error).__name__, error, what)

@@ -9,6 +9,7 @@ Each probe has a short deadline, so a hung dependency cannot hang the health che
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Literal
 
@@ -20,6 +21,8 @@ from contract.types import HealthChecks
 
 State = Literal["ok", "down", "n/a"]
 PROBE_SECONDS = 2.0
+
+log = logging.getLogger("backend.health")
 
 
 class HealthProbe:
@@ -36,26 +39,42 @@ class HealthProbe:
         self._link = link
         self._feed_fresh = feed_fresh
         self._deadline = deadline
+        self._states: dict[str, State] = {}
+
+    def _note(self, check: str, state: State, error: BaseException | None = None) -> State:
+        """Log a check's change of state, once per change, with the reason it failed."""
+        if self._states.get(check, "ok") != state:
+            if state == "down":
+                reason = "" if error is None else f": {type(error).__name__}: {error}"
+                log.warning("health: %s is down%s", check, reason, exc_info=error)
+            else:
+                log.info("health: %s is %s again", check, state)
+        self._states[check] = state
+        return state
 
     async def database(self) -> State:
         try:
             async with asyncio.timeout(self._deadline), self._engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
-        except Exception:  # any failure to answer is "down"; the reason is in the server's log
-            return "down"
-        return "ok"
+        except Exception as error:  # any failure to answer is "down"
+            return self._note("database", "down", error)
+        return self._note("database", "ok")
 
     async def cache(self) -> State:
         try:
             async with asyncio.timeout(self._deadline):
-                return "ok" if await self._link.ping() else "down"
-        except TimeoutError:
-            return "down"
+                if await self._link.ping():
+                    return self._note("cache", "ok")
+                return self._note("cache", "down", self._link.last_error)
+        except TimeoutError as error:
+            return self._note("cache", "down", error)
 
     def feed(self) -> State:
         if self._feed_fresh is None:
             return "n/a"
-        return "ok" if self._feed_fresh() else "down"
+        if self._feed_fresh():
+            return self._note("feed", "ok")
+        return self._note("feed", "down", None)
 
     async def checks(self) -> HealthChecks:
         database, cache = await asyncio.gather(self.database(), self.cache())

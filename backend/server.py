@@ -37,6 +37,7 @@ log = logging.getLogger("backend.server")
 
 STOP_GRACE_SECONDS = 20
 SUPERVISE_SECONDS = 0.5
+ADMIN_START_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,10 +244,29 @@ class AdminThread:
                 lifespan="off",
             )
         )
-        self.thread = threading.Thread(target=self.server.run, name="admin", daemon=True)
+        self.port = port
+        self.thread = threading.Thread(target=self._run, name="admin", daemon=True)
 
-    def start(self) -> None:
+    def _run(self) -> None:
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        try:
+            await self.server.serve()
+        except SystemExit:  # uvicorn exits when it cannot bind; start() reports it
+            pass
+        finally:
+            await self.app.close()  # the Redis client lives in this thread's event loop
+
+    def start(self, within: float = ADMIN_START_SECONDS) -> bool:
+        """Start serving; False when the app is not listening within `within` seconds."""
         self.thread.start()
+        deadline = time.monotonic() + within
+        while not self.server.started and self.thread.is_alive():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        return bool(self.server.started)
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -303,9 +323,11 @@ def serve(settings: Settings, options: ServeOptions) -> int:
         ", ".join(str(w.process.pid) for w in workers),
     )
     admin = AdminThread(settings, options.admin_port) if options.admin_port else None
-    if admin is not None:
-        admin.start()
     code = 0
+    if admin is not None and not admin.start():
+        log.error("the admin app cannot listen on 127.0.0.1:%d: stopping", options.admin_port)
+        code = 1
+        stopping.set()
     try:
         while not stopping.wait(SUPERVISE_SECONDS):
             for index, worker in enumerate(workers):

@@ -10,19 +10,20 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from contract.environment import (
     SettingsError,
+    asyncpg_url,
     env_choice,
     env_int,
     env_list,
     env_secret,
+    mask_url,
 )
 from contract.faults import FaultState
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-_POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 def database_url(env: Mapping[str, str], name: str = "DATABASE_URL") -> str:
@@ -33,17 +34,30 @@ def database_url(env: Mapping[str, str], name: str = "DATABASE_URL") -> str:
             f"{name} is not set: run ./start.sh db to choose the databases, or set it "
             "(postgresql+asyncpg://user:password@host:5432/database)"
         )
-    scheme, sep, rest = raw.partition("://")
-    if not sep or scheme.split("+")[0] not in _POSTGRES_SCHEMES:
-        raise SettingsError(f"{name} is not a PostgreSQL URL (postgresql://...): {_mask(raw)}")
+    try:
+        url = asyncpg_url(raw)
+    except ValueError:
+        raise SettingsError(
+            f"{name} is not a PostgreSQL URL (postgresql://...): {mask_url(raw)}"
+        ) from None
+    parts = _split(name, raw)
+    if not parts.hostname or not parts.path.strip("/"):
+        raise SettingsError(f"{name} must name a host and a database: {mask_url(raw)}")
+    return url
+
+
+def _split(name: str, raw: str) -> SplitResult:
+    # urlsplit's own message may quote a fragment of the password (one holding a `/` is read as
+    # the port): say what is wrong with the masked URL instead.
     try:
         parts = urlsplit(raw)
         _ = parts.port
-    except ValueError as exc:
-        raise SettingsError(f"{name} is malformed: {exc}") from None
-    if not parts.hostname or not parts.path.strip("/"):
-        raise SettingsError(f"{name} must name a host and a database: {_mask(raw)}")
-    return f"postgresql+asyncpg://{rest}"
+    except ValueError:
+        raise SettingsError(
+            f"{name} is malformed (a bad host or port; percent-encode special characters in "
+            f"the password): {mask_url(raw)}"
+        ) from None
+    return parts
 
 
 def redis_url(env: Mapping[str, str], name: str = "REDIS_URL") -> str:
@@ -53,23 +67,10 @@ def redis_url(env: Mapping[str, str], name: str = "REDIS_URL") -> str:
             f"{name} is not set: run ./start.sh db to choose the databases, or set it "
             "(redis://host:6379/0)"
         )
-    try:
-        parts = urlsplit(raw)
-        _ = parts.port
-    except ValueError as exc:
-        raise SettingsError(f"{name} is malformed: {exc}") from None
+    parts = _split(name, raw)
     if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
-        raise SettingsError(f"{name} is not a Redis URL (redis://host:port/db): {_mask(raw)}")
+        raise SettingsError(f"{name} is not a Redis URL (redis://host:port/db): {mask_url(raw)}")
     return raw
-
-
-def _mask(url: str) -> str:
-    """A URL without its password, for messages."""
-    head, sep, tail = url.partition("@")
-    if not sep or ":" not in head.partition("://")[2]:
-        return url
-    scheme, _, userinfo = head.partition("://")
-    return f"{scheme}://{userinfo.partition(':')[0]}:***@{tail}"
 
 
 def _proxies(env: Mapping[str, str]) -> tuple[str, ...]:

@@ -85,3 +85,31 @@ def env_secret(env: Mapping[str, str], name: str, minimum: int = 32) -> str:
     if len(raw) < minimum:
         raise SettingsError(f"{name} is too short: use at least {minimum} characters")
     return raw
+
+
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by `***`, for messages, status and logs.
+
+    Split by hand, not by `urlsplit`: a password holding an unescaped `/`, `?`, `#` or `@` would
+    otherwise be read as part of the host or path and shown. Everything up to the last `@` is
+    the user information; when that is ambiguous this masks too much, never too little.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    userinfo, at, hostinfo = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    prefix = f"{scheme}://" if sep else ""
+    return f"{prefix}{userinfo.partition(':')[0]}:***@{hostinfo}"
+
+
+def asyncpg_url(url: str) -> str:
+    """`postgresql://`, `postgres://` or any `postgresql+driver://` → `postgresql+asyncpg://`."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep or scheme.split("+")[0] not in _POSTGRES_SCHEMES:
+        raise ValueError(f"not a PostgreSQL URL: {mask_url(url)}")
+    return f"postgresql+asyncpg://{rest}"

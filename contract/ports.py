@@ -62,6 +62,11 @@ class HistoryPort(Protocol):
 
     def data_info(self) -> DataInfo: ...
 
+    def data_version(self) -> str:
+        """A tag that changes whenever the stored bars may have changed (a new load); computed
+        reads are cached under it, so a reload is answered without a restart."""
+        ...
+
     async def bars(self, symbol: str, base: BaseInterval) -> Bars:
         """The whole stored history of `symbol` at a base interval; empty when none."""
         ...

@@ -68,6 +68,21 @@ def normalise_symbol(raw: str, key: str = "symbol", source: str = "path") -> str
     return raw.upper()
 
 
+def clean_symbols(raw: list[str], served: set[str]) -> list[str]:
+    """A watchlist's symbols: upper-cased, served, duplicates dropped with order kept; a 422
+    naming the bad item otherwise."""
+    symbols: list[str] = []
+    for index, item in enumerate(raw):
+        symbol = normalise_symbol(item, f"symbols[{index}]", "body")
+        if symbol not in served:
+            raise FieldError(
+                f"symbols[{index}]", f"{symbol} is not served; see /api/v1/symbols", "body"
+            )
+        if symbol not in symbols:
+            symbols.append(symbol)
+    return symbols
+
+
 def to_struct(value: object, kind: type[T]) -> T:
     """A market/ result (dataclasses with wire names) as its contract Struct."""
     return msgspec.convert(value, kind, from_attributes=True)
@@ -104,7 +119,10 @@ class HistoryReads:
             raise NotFound(f"Symbol {symbol} is not served; GET /api/v1/symbols lists them")
 
     async def _memo(self, key: tuple[object, ...], make: Callable[[], T]) -> T:
-        """Compute `make` in a worker thread once per key (the key includes the data version).
+        """Compute `make` in a worker thread once per key.
+
+        Every caller puts the history's data version (read before the bars it computes on) in
+        the key, so a reload is computed afresh even when its last bar equals the old one.
 
         Concurrent callers of a key being computed wait for the one computation.
         """
@@ -130,10 +148,11 @@ class HistoryReads:
     async def series(self, symbol: str, interval: str) -> tuple[Bars, IndicatorFrame]:
         """Bars of `symbol` aggregated to `interval`, with indicators over the whole history."""
         base: BaseInterval = "5m" if calendar.base_interval(interval) == "5m" else "1d"
+        data_version = self._history.data_version()
         raw = await self._history.bars(symbol, base)
         if len(raw) == 0:
             raise NotFound(f"No {base} history is stored for {symbol}")
-        version = (symbol, interval, len(raw), int(raw.time[-1]), float(raw.close[-1]))
+        version = (data_version, symbol, interval, len(raw), int(raw.time[-1]))
 
         def make() -> tuple[Bars, IndicatorFrame]:
             bars = calendar.aggregate(raw, interval)
@@ -168,10 +187,27 @@ class HistoryReads:
             )
         return bars, ind, first
 
+    async def _versioned(self, symbol: str, interval: str) -> tuple[str, Bars, IndicatorFrame]:
+        """`series` with the data version it was read under, for keys of results built on it."""
+        data_version = self._history.data_version()
+        bars, ind = await self.series(symbol, interval)
+        return data_version, bars, ind
+
+    async def _with_history(self, interval: str) -> list[str]:
+        """The served symbols that have the history `interval` needs: a list answer skips the
+        others (a symbol loaded at one base interval only) rather than failing as a whole."""
+        found = []
+        for listing in sorted(self._history.listings(), key=lambda item: item.symbol):
+            try:
+                await self.series(listing.symbol, interval)
+            except NotFound:
+                continue
+            found.append(listing.symbol)
+        return found
+
     async def warm(self) -> None:
         """Compute what every symbol's first read needs, so first requests answer fast."""
-        for listing in self._history.listings():
-            await self.series(listing.symbol, "1d")
+        await self._with_history("1d")
         await self.opportunities(1)
         await self.agents()
 
@@ -266,8 +302,8 @@ class HistoryReads:
     # -- signals ----------------------------------------------------------------------------
 
     async def _latest(self, symbol: str, timeframe: str) -> Signal:
-        bars, ind = await self.series(symbol, timeframe)
-        key = ("latest", symbol, timeframe, len(bars), int(bars.time[-1]))
+        version, bars, ind = await self._versioned(symbol, timeframe)
+        key = ("latest", version, symbol, timeframe, len(bars), int(bars.time[-1]))
         result = await self._memo(key, lambda: signals.latest_signal(symbol, timeframe, bars, ind))
         return to_struct(result, Signal)
 
@@ -275,7 +311,7 @@ class HistoryReads:
         self, symbols: list[str] | None, timeframe: str, limit: int, min_confidence: float
     ) -> SignalList:
         served = self._served()
-        wanted = sorted(served)
+        wanted = await self._with_history(timeframe) if not symbols else []
         if symbols:
             wanted = []
             for index, raw in enumerate(symbols):
@@ -295,8 +331,8 @@ class HistoryReads:
     async def symbol_signals(self, symbol: str, timeframe: str) -> SymbolSignals:
         symbol = normalise_symbol(symbol)
         self._check_served(symbol)
-        bars, ind = await self.series(symbol, timeframe)
-        key = ("recent", symbol, timeframe, len(bars), int(bars.time[-1]))
+        version, bars, ind = await self._versioned(symbol, timeframe)
+        key = ("recent", version, symbol, timeframe, len(bars), int(bars.time[-1]))
         results = await self._memo(
             key, lambda: signals.recent_signals(symbol, timeframe, bars, ind)
         )
@@ -306,8 +342,8 @@ class HistoryReads:
     async def options(self, symbol: str, timeframe: str) -> OptionsSignals:
         symbol = normalise_symbol(symbol, "symbol", "query")
         self._check_served(symbol)
-        bars, ind = await self.series(symbol, timeframe)
-        key = ("options", symbol, timeframe, len(bars), int(bars.time[-1]))
+        version, bars, ind = await self._versioned(symbol, timeframe)
+        key = ("options", version, symbol, timeframe, len(bars), int(bars.time[-1]))
         results = await self._memo(
             key, lambda: options.options_signals(symbol, timeframe, bars, ind)
         )
@@ -325,7 +361,7 @@ class HistoryReads:
         symbol, timeframe, moment = parsed
         if symbol not in self._served() or timeframe not in signals.SIGNAL_TIMEFRAMES:
             raise unknown
-        bars, ind = await self.series(symbol, timeframe)
+        version, bars, ind = await self._versioned(symbol, timeframe)
         matches = (bars.time == moment).nonzero()[0]
         if matches.size == 0:
             raise unknown
@@ -335,7 +371,7 @@ class HistoryReads:
             signal = signals.signal_at(symbol, timeframe, bars, ind, index)
             return insights.insights_at(signal, bars, ind, index)
 
-        result = await self._memo(("insights", signal_id, len(bars)), make)
+        result = await self._memo(("insights", version, signal_id, len(bars)), make)
         return to_struct(result, Insights)
 
     async def generate(self, symbol: str, timeframe: str) -> Signal:
@@ -346,17 +382,19 @@ class HistoryReads:
 
     async def opportunities(self, limit: int) -> Opportunities:
         candidates = []
-        for listing in sorted(self._history.listings(), key=lambda item: item.symbol):
-            bars, ind = await self.series(listing.symbol, "1d")
+        served = self._served()
+        for symbol in await self._with_history("1d"):
+            listing = served[symbol]
+            version, bars, ind = await self._versioned(symbol, "1d")
             latest = await self._memo(
-                ("latest", listing.symbol, "1d", len(bars), int(bars.time[-1])),
-                lambda bars=bars, ind=ind, s=listing.symbol: signals.latest_signal(  # type: ignore[misc]
+                ("latest", version, symbol, "1d", len(bars), int(bars.time[-1])),
+                lambda bars=bars, ind=ind, s=symbol: signals.latest_signal(  # type: ignore[misc]
                     s, "1d", bars, ind
                 ),
             )
             candidates.append(
                 opportunities.OpportunityInput(
-                    symbol=listing.symbol,
+                    symbol=symbol,
                     name=listing.name,
                     sector=listing.sector,
                     bars=bars,
@@ -372,13 +410,14 @@ class HistoryReads:
 
     async def agents(self) -> AgentList:
         histories = []
+        data_version = self._history.data_version()
         versions: list[object] = []
-        for listing in sorted(self._history.listings(), key=lambda item: item.symbol):
-            bars, ind = await self.series(listing.symbol, "1d")
+        for symbol in await self._with_history("1d"):
+            bars, ind = await self.series(symbol, "1d")
             histories.append((bars, ind))
-            versions.append((listing.symbol, len(bars), int(bars.time[-1])))
+            versions.append((symbol, len(bars), int(bars.time[-1])))
         stats = await self._memo(
-            ("agents", tuple(versions)), lambda: accuracy.agent_stats(histories)
+            ("agents", data_version, tuple(versions)), lambda: accuracy.agent_stats(histories)
         )
         return AgentList(agents=[to_struct(item, Agent) for item in stats])
 
@@ -415,6 +454,8 @@ class HistoryReads:
         if end <= start:
             raise FieldError("end", f"end {data.end} must be after start {data.start}", "body")
         daily = await self._history.bars(symbol, "1d")
+        if len(daily) == 0:
+            raise FieldError("symbol", f"no daily history is stored for {symbol}", "body")
         first, last = _day_of(int(daily.time[0])), _day_of(int(daily.time[-1]))
         if start < first or end > last:
             raise FieldError(

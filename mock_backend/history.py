@@ -29,6 +29,10 @@ class GeneratedHistory:
     def data_info(self) -> DataInfo:
         return DataInfo(source="synthetic", seed=self.seed, asof=self.asof.isoformat())
 
+    def data_version(self) -> str:
+        # The generator is a pure function of seed and as-of date: they are the whole version.
+        return f"{self.seed}:{self.asof.isoformat()}"
+
     async def bars(self, symbol: str, base: BaseInterval) -> Bars:
         if symbol not in self._symbols:
             return Bars.empty()

@@ -6,10 +6,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import anyio.to_thread
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-
 from contract.errors import Conflict, Unauthorized
 from contract.identity import (
     ACCESS_SECONDS,
@@ -21,6 +17,7 @@ from contract.identity import (
     normalise_email,
     user_id_for,
 )
+from contract.passwords import hash_password, verify_password
 from contract.ports import Principal
 from contract.types import LoginRequest, TokenPair, User, UserCreate
 from market.calendar import iso_ms
@@ -53,23 +50,10 @@ class MemoryUsers:
     ) -> None:
         self._secret = secret_key
         self._clock = clock
-        self._hasher = PasswordHasher()
         self._on_delete = on_delete
         self.users: dict[str, UserRecord] = {}
         self._refresh: dict[str, str] = {}  # live refresh-token jti -> user id
         self.revoked_before: dict[str, float] = {}  # user id -> time of deletion
-
-    async def _hash(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(self._hasher.hash, password)
-
-    async def _verify(self, password_hash: str, password: str) -> bool:
-        def check() -> bool:
-            try:
-                return self._hasher.verify(password_hash, password)
-            except (VerificationError, InvalidHashError):
-                return False
-
-        return await anyio.to_thread.run_sync(check)
 
     async def ensure_demo(self, password: str) -> None:
         if user_id_for(DEMO_EMAIL) not in self.users:
@@ -84,7 +68,7 @@ class MemoryUsers:
             id=user_id,
             email=email,
             name=data.name,
-            password_hash=await self._hash(data.password),
+            password_hash=await hash_password(data.password),
             created_at=self._clock(),
         )
         if user_id in self.users:  # registered while hashing
@@ -107,7 +91,7 @@ class MemoryUsers:
 
     async def login(self, data: LoginRequest, client: str) -> TokenPair:
         record = self.users.get(user_id_for(data.email))
-        if record is None or not await self._verify(record.password_hash, data.password):
+        if record is None or not await verify_password(record.password_hash, data.password):
             raise Unauthorized(_BAD_LOGIN)
         return self._pair(record)
 

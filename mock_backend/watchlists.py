@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from contract.errors import FieldError, NotFound
-from contract.reads import normalise_symbol
+from contract.errors import NotFound
+from contract.reads import clean_symbols
 from contract.types import Watchlist, WatchlistList
 from market.calendar import iso_ms
 
@@ -16,20 +16,6 @@ from market.calendar import iso_ms
 class WatchlistRecord:
     symbols: list[str]
     updated_at: float
-
-
-def clean_symbols(raw: list[str], served: set[str]) -> list[str]:
-    """Upper-cased, served, duplicates dropped with order kept; 422 naming the bad item."""
-    symbols: list[str] = []
-    for index, item in enumerate(raw):
-        symbol = normalise_symbol(item, f"symbols[{index}]", "body")
-        if symbol not in served:
-            raise FieldError(
-                f"symbols[{index}]", f"{symbol} is not served; see /api/v1/symbols", "body"
-            )
-        if symbol not in symbols:
-            symbols.append(symbol)
-    return symbols
 
 
 class MemoryWatchlists:

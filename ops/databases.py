@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -21,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis
 from alembic import command
@@ -35,6 +34,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+# asyncpg_url and mask_url live with the backends' settings; callers keep reaching them here.
+from contract.environment import asyncpg_url as asyncpg_url
+from contract.environment import mask_url as mask_url
 from ops import embedded
 from ops.services import port_in_use
 from ops.settings import PROJECT_ROOT, OpsSettings, read_env_file
@@ -69,31 +71,9 @@ class DatabaseError(Exception):
 # --- URLs -----------------------------------------------------------------------------------
 
 
-def asyncpg_url(url: str) -> str:
-    """`postgresql://`, `postgres://` or any `postgresql+driver://` → `postgresql+asyncpg://`."""
-    scheme, sep, rest = url.strip().partition("://")
-    if not sep or scheme.split("+")[0] not in ("postgresql", "postgres"):
-        raise ValueError(f"not a PostgreSQL URL: {mask_url(url)}")
-    return f"{ASYNCPG_SCHEME}://{rest}"
-
-
 def libpq_url(url: str) -> str:
     """The same URL as psql and asyncpg.connect() take it: `postgresql://`."""
     return "postgresql://" + asyncpg_url(url).partition("://")[2]
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by `***`, for messages, status and logs."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", url)
-    if password is None:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit((parts.scheme, f"{user}:***@{hostinfo}", parts.path, parts.query, ""))
 
 
 def with_database(url: str, name: str) -> str:
@@ -212,12 +192,6 @@ def probe_redis(url: str, timeout: float = PROBE_TIMEOUT) -> RedisProbe:
 # --- databases on a server ------------------------------------------------------------------
 
 
-def _identifier(name: str) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
-        raise ValueError(f"not a plain database name: {name!r}")
-    return f'"{name}"'
-
-
 async def _admin(url: str, statements: Iterable[tuple[str, dict[str, str]]]) -> list[object]:
     engine = create_async_engine(
         asyncpg_url(url),
@@ -236,19 +210,10 @@ async def _admin(url: str, statements: Iterable[tuple[str, dict[str, str]]]) -> 
         await engine.dispose()
 
 
-def database_exists(admin_url: str, name: str) -> bool:
-    found = asyncio.run(
-        _admin(admin_url, [("SELECT 1 FROM pg_database WHERE datname = :n", {"n": name})])
-    )
-    return found[0] is not None
-
-
 def create_database(admin_url: str, name: str) -> bool:
-    """Create database `name` on the server of `admin_url` unless it exists; True when created."""
-    if database_exists(admin_url, name):
-        return False
-    asyncio.run(_admin(admin_url, [(f"CREATE DATABASE {_identifier(name)}", {})]))
-    return True
+    """Create database `name` on the server of `admin_url` unless it exists (another creator at
+    the same moment included); True when this call created it."""
+    return asyncio.run(embedded.create_database(asyncpg_url(admin_url), name, PROBE_TIMEOUT))
 
 
 def drop_database(admin_url: str, name: str) -> None:
@@ -262,7 +227,8 @@ def drop_database(admin_url: str, name: str) -> None:
     )
     # pg_terminate_backend does not wait for the session to end; FORCE (PostgreSQL 13+) does.
     force = " WITH (FORCE)" if int(str(version)) >= 130000 else ""
-    asyncio.run(_admin(admin_url, [(f"DROP DATABASE IF EXISTS {_identifier(name)}{force}", {})]))
+    dropped = embedded.quoted_database_name(name)
+    asyncio.run(_admin(admin_url, [(f"DROP DATABASE IF EXISTS {dropped}{force}", {})]))
 
 
 # --- Alembic --------------------------------------------------------------------------------
@@ -537,6 +503,16 @@ def where_set(origin: Origin, from_environment: bool) -> str:
     return f"in .env ({ORIGIN_TEXT[origin]}, chosen earlier)"
 
 
+def compose_postgres_url(values: Mapping[str, str]) -> str:
+    """The URL of docker-compose.yml's PostgreSQL from POSTGRES_USER, POSTGRES_PASSWORD and
+    POSTGRES_DB; user and password are escaped, so any character in them survives the URL.
+    """
+    user = quote(values.get("POSTGRES_USER") or "cutover", safe="")
+    password = quote(values.get("POSTGRES_PASSWORD") or "cutover", safe="")
+    database = values.get("POSTGRES_DB") or DEFAULT_DATABASE
+    return f"{ASYNCPG_SCHEME}://{user}:{password}@127.0.0.1:{LOCAL_POSTGRES_PORT}/{database}"
+
+
 def _compose(
     settings: OpsSettings, kinds: list[Literal["postgres", "redis"]], chosen: dict[str, Choice]
 ) -> None:
@@ -564,19 +540,17 @@ def _compose(
             "./start.sh db --embedded runs without Docker",
             precondition=False,
         )
-    values = {**read_env_file(settings.env_file), **os.environ}
-    user = values.get("POSTGRES_USER") or "cutover"
-    password = values.get("POSTGRES_PASSWORD") or "cutover"
-    database = values.get("POSTGRES_DB") or DEFAULT_DATABASE
     urls = {
-        "postgres": f"{ASYNCPG_SCHEME}://{user}:{password}@127.0.0.1:{LOCAL_POSTGRES_PORT}"
-        f"/{database}",
+        "postgres": compose_postgres_url({**read_env_file(settings.env_file), **os.environ}),
         "redis": f"redis://127.0.0.1:{LOCAL_REDIS_PORT}/0",
     }
     for kind in kinds:
         chosen[kind] = Choice(
             kind=kind, url=urls[kind], origin="compose", why="a Docker engine runs"
         )
+
+
+Starter = Callable[[OpsSettings, embedded.EmbeddedConfig], embedded.Started]
 
 
 def _start_embedded(
@@ -589,34 +563,27 @@ def _start_embedded(
         config = embedded.embedded_config(settings)
     except embedded.EmbeddedError as exc:
         raise DatabaseError(str(exc), "fix it in .env", precondition=True) from None
-    if "postgres" in kinds:
-        started = _start(embedded.start_postgres, settings, config, "postgres")
+    servers: tuple[tuple[Literal["postgres", "redis"], str, Starter, int], ...] = (
+        ("postgres", "PostgreSQL", embedded.start_postgres, config.postgres_port),
+        ("redis", "Redis", embedded.start_redis, config.redis_port),
+    )
+    for kind, title, starter, port in servers:
+        if kind not in kinds:
+            continue
+        started = _start(starter, settings, config, kind)
         resolution.started.append(started)
-        chosen["postgres"] = Choice(
-            kind="postgres", url=started.url, origin="embedded", why=kinds["postgres"]
-        )
-        if started.port != config.postgres_port:
-            resolution.env_updates["EMBEDDED_POSTGRES_PORT"] = str(started.port)
+        chosen[kind] = Choice(kind=kind, url=started.url, origin="embedded", why=kinds[kind])
+        if started.port != port:
+            variable = f"EMBEDDED_{kind.upper()}_PORT"
+            resolution.env_updates[variable] = str(started.port)
             resolution.notes.append(
-                f"port {config.postgres_port} is taken: the embedded PostgreSQL listens on "
-                f"{started.port} (recorded in .env as EMBEDDED_POSTGRES_PORT)"
-            )
-    if "redis" in kinds:
-        started = _start(embedded.start_redis, settings, config, "redis")
-        resolution.started.append(started)
-        chosen["redis"] = Choice(
-            kind="redis", url=started.url, origin="embedded", why=kinds["redis"]
-        )
-        if started.port != config.redis_port:
-            resolution.env_updates["EMBEDDED_REDIS_PORT"] = str(started.port)
-            resolution.notes.append(
-                f"port {config.redis_port} is taken: the embedded Redis listens on "
-                f"{started.port} (recorded in .env as EMBEDDED_REDIS_PORT)"
+                f"port {port} is taken: the embedded {title} listens on "
+                f"{started.port} (recorded in .env as {variable})"
             )
 
 
 def _start(
-    starter: Callable[[OpsSettings, embedded.EmbeddedConfig], embedded.Started],
+    starter: Starter,
     settings: OpsSettings,
     config: embedded.EmbeddedConfig,
     name: str,

@@ -15,6 +15,7 @@ import contextlib
 import importlib.util
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -25,9 +26,11 @@ from pathlib import Path
 
 import msgspec
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from contract.environment import SettingsError, env_int
 from ops import services
 from ops.settings import OpsSettings, read_env_file
 from ops.state import now_iso, process_start_ticks, write_atomic
@@ -39,6 +42,9 @@ DEFAULT_REDIS_PORT = 6380
 DEFAULT_DATABASE = "cutover"
 DEFAULT_SYSTEM_USER = "cutover"
 START_TIMEOUT = 60.0
+# SQLSTATEs of a CREATE DATABASE that lost a race with another creator of the same name:
+# duplicate_database, or unique_violation on pg_database when both passed the catalog check.
+CONCURRENTLY_CREATED = ("42P04", "23505")
 
 
 class EmbeddedError(Exception):
@@ -66,21 +72,33 @@ class EmbeddedConfig:
     redis_port_fixed: bool = False
 
 
+def quoted_database_name(name: str) -> str:
+    """`name` as a quoted SQL identifier; ValueError unless it is a plain name (letters, digits
+    and _, not starting with a digit, at most 63 characters), the only kind this project creates.
+    """
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", name):
+        raise ValueError(
+            f"{name!r} is not a plain database name: use letters, digits and _ "
+            "(not starting with a digit, at most 63)"
+        )
+    return f'"{name}"'
+
+
 def _port(env: dict[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-        raise EmbeddedError(f"{name}={raw!r} is not a port (1-65535)")
-    return int(raw)
+    try:
+        return env_int(env, name, default, 1, 65535)
+    except SettingsError as exc:
+        raise EmbeddedError(str(exc)) from None
 
 
 def embedded_config(settings: OpsSettings) -> EmbeddedConfig:
     """EMBEDDED_POSTGRES_PORT, EMBEDDED_REDIS_PORT, EMBEDDED_POSTGRES_DB, EMBEDDED_SYSTEM_USER."""
     env = {**read_env_file(settings.env_file), **os.environ}
     database = env.get("EMBEDDED_POSTGRES_DB", "").strip() or DEFAULT_DATABASE
-    if not database.replace("_", "").isalnum():
-        raise EmbeddedError(f"EMBEDDED_POSTGRES_DB={database!r}: use letters, digits and _")
+    try:
+        quoted_database_name(database)
+    except ValueError as exc:
+        raise EmbeddedError(f"EMBEDDED_POSTGRES_DB: {exc}") from None
     user = env.get("EMBEDDED_SYSTEM_USER", "").strip() or DEFAULT_SYSTEM_USER
     return EmbeddedConfig(
         postgres_port=_port(env, "EMBEDDED_POSTGRES_PORT", DEFAULT_POSTGRES_PORT),
@@ -391,21 +409,47 @@ def init_postgres(settings: OpsSettings, config: EmbeddedConfig) -> float | None
     return round(time.perf_counter() - started, 3)
 
 
-async def _ensure_database(port: int, role: str, database: str) -> None:
+async def create_database(admin_url: str, name: str, connect_seconds: float) -> bool:
+    """Create database `name` on the server of `admin_url` (postgresql+asyncpg://) unless it
+    exists; True when this call created it. Used for the embedded server and by ops/databases.py.
+    """
+    identifier = quoted_database_name(name)
     engine = create_async_engine(
-        f"postgresql+asyncpg://{role}@127.0.0.1:{port}/postgres",
+        admin_url,
         isolation_level="AUTOCOMMIT",
         poolclass=NullPool,
+        connect_args={"timeout": connect_seconds},
     )
     try:
         async with engine.connect() as connection:
             found = await connection.scalar(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": database}
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
             )
-            if not found:
-                await connection.execute(text(f'CREATE DATABASE "{database}"'))
+            if found:
+                return False
+            try:
+                await connection.execute(text(f"CREATE DATABASE {identifier}"))
+            except DBAPIError as exc:
+                # Someone created it between the check and here: what was asked for exists.
+                if getattr(exc.orig, "sqlstate", None) in CONCURRENTLY_CREATED:
+                    return False
+                raise
+            return True
     finally:
         await engine.dispose()
+
+
+def _ensure_database(port: int, config: EmbeddedConfig) -> None:
+    admin_url = f"postgresql+asyncpg://{config.role}@127.0.0.1:{port}/postgres"
+    try:
+        asyncio.run(create_database(admin_url, config.database, START_TIMEOUT))
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        why = str(cause).strip().partition("\n")[0]
+        raise EmbeddedError(
+            f"the embedded PostgreSQL on port {port} could not create database "
+            f"{config.database!r} as role {config.role!r}: {type(cause).__name__}: {why}",
+        ) from None
 
 
 def _postgres_ready(bin_dir: Path, port: int, role: str) -> bool:
@@ -431,7 +475,7 @@ def start_postgres(settings: OpsSettings, config: EmbeddedConfig) -> Started:
     bin_dir = postgres_bin_dir()
     existing = running_record(settings, POSTGRES)
     if existing is not None and existing.port is not None:
-        asyncio.run(_ensure_database(existing.port, config.role, config.database))
+        _ensure_database(existing.port, config)
         return Started(
             name=POSTGRES,
             pid=existing.pid,
@@ -458,7 +502,7 @@ def start_postgres(settings: OpsSettings, config: EmbeddedConfig) -> Started:
         ready = _wait(lambda: _postgres_ready(bin_dir, port, config.role), process, START_TIMEOUT)
         if not ready:
             raise EmbeddedError(_failure("the embedded PostgreSQL", process, log, offset))
-        asyncio.run(_ensure_database(port, config.role, config.database))
+        _ensure_database(port, config)
     except BaseException:
         _give_up(settings, POSTGRES, process)
         raise

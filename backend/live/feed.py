@@ -111,6 +111,7 @@ class QuoteFeed:
         provider: QuoteProvider | None = None,
         listened: Callable[[Sequence[str]], Awaitable[set[str]]] | None = None,
         closes_refresh_seconds: float = 60.0,
+        data_version: Callable[[], str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if tick_seconds <= 0:
@@ -126,6 +127,7 @@ class QuoteFeed:
         self._tick = tick_seconds
         self._ttl_ms = max(1, round(lock_ttl * 1000))
         self._closes_refresh = closes_refresh_seconds
+        self._data_version = data_version
         self._clock = clock
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
@@ -138,6 +140,7 @@ class QuoteFeed:
         self._closes: dict[str, float] = {}
         self._closes_at = float("-inf")
         self._closes_failing = False
+        self._closes_version: str | None = None
         self._previous: dict[str, float] = {}
         self.stale_after = 2 * lock_ttl + 2 * tick_seconds
         self.ticks = 0
@@ -283,7 +286,10 @@ class QuoteFeed:
         return wait
 
     async def _current_closes(self, now: float) -> dict[str, float]:
-        if now - self._closes_at >= self._closes_refresh or not self._closes:
+        # A new load changes the closes at once: follow the data version, not only the clock.
+        version = None if self._data_version is None else self._data_version()
+        stale = now - self._closes_at >= self._closes_refresh or version != self._closes_version
+        if stale or not self._closes:
             try:
                 closes = await self._last_closes()
             except Exception as exc:  # the database may be down: keep what we have
@@ -293,6 +299,7 @@ class QuoteFeed:
             else:
                 self._closes_failing = False
                 self._closes, self._closes_at = dict(closes), now
+                self._closes_version = version
         return self._closes
 
     async def _publish_tick(self, now: float) -> None:

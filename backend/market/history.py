@@ -179,6 +179,10 @@ class PgHistory:
     def listings(self) -> list[Listing]:
         return list(self._current().listings)
 
+    def data_version(self) -> str:
+        """The tag of the last completed load run (id and start time); "none" before any."""
+        return "none" if self._snapshot is None else self._snapshot.tag
+
     def data_info(self) -> DataInfo:
         return _NO_DATA if self._snapshot is None else self._snapshot.info
 

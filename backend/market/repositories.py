@@ -42,7 +42,9 @@ _LATEST_RUN = text(
 )
 
 # A skip scan over the primary key (symbol, interval, time): one index probe per symbol
-# instead of reading every bar.
+# instead of reading every bar, and one more for its daily bars. Only symbols with daily bars
+# are served: quotes, backtests and the daily reads all need them (a CSV load may hold a symbol
+# at 5 minutes only).
 _SYMBOLS = text(
     """
     WITH RECURSIVE present(symbol) AS (
@@ -51,7 +53,9 @@ _SYMBOLS = text(
         SELECT (SELECT b.symbol FROM bars b WHERE b.symbol > p.symbol ORDER BY b.symbol LIMIT 1)
         FROM present p WHERE p.symbol IS NOT NULL
     )
-    SELECT symbol FROM present WHERE symbol IS NOT NULL
+    SELECT symbol FROM present
+    WHERE symbol IS NOT NULL
+      AND EXISTS (SELECT 1 FROM bars d WHERE d.symbol = present.symbol AND d.interval = '1d')
     """
 )
 
@@ -142,7 +146,7 @@ class MarketRepository:
         )
 
     async def symbols(self) -> list[str]:
-        """Every symbol with stored bars, sorted."""
+        """Every symbol with stored daily bars, sorted."""
         with database_calls():
             async with self._engine.connect() as connection:
                 rows = (await connection.execute(_SYMBOLS)).all()

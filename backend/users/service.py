@@ -15,9 +15,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-import anyio.to_thread
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
@@ -37,6 +34,7 @@ from contract.identity import (
     normalise_email,
     user_id_for,
 )
+from contract.passwords import hash_password, verify_password
 from contract.ports import Principal
 from contract.types import LoginRequest, TokenPair, User, UserCreate
 from market.calendar import iso_ms
@@ -72,19 +70,6 @@ class PgUsers:
         self._secret = secret_key
         self._on_delete = on_delete
         self._clock = clock
-        self._hasher = PasswordHasher()
-
-    async def _hash(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(self._hasher.hash, password)
-
-    async def _verify(self, password_hash: str, password: str) -> bool:
-        def check() -> bool:
-            try:
-                return self._hasher.verify(password_hash, password)
-            except (VerificationError, InvalidHashError):
-                return False
-
-        return await anyio.to_thread.run_sync(check)
 
     async def ensure_demo(self, password: str) -> bool:
         """Create the demo user unless it exists; safe when several workers start at once."""
@@ -100,7 +85,7 @@ class PgUsers:
                         id=user_id,
                         email=email,
                         name=DEMO_NAME,
-                        password_hash=await self._hash(password),
+                        password_hash=await hash_password(password),
                         created_at=_moment(round(self._clock(), 3)),
                     )
                     .on_conflict_do_nothing()
@@ -120,7 +105,7 @@ class PgUsers:
         if exists:
             raise taken
         # Hashed with no connection held: argon2 takes a while by design.
-        password_hash = await self._hash(data.password)
+        password_hash = await hash_password(data.password)
         statement = (
             insert(UserRow)
             .values(
@@ -162,7 +147,7 @@ class PgUsers:
             async with self._sessions() as session:
                 row = await session.get(UserRow, user_id)
         # Verified with no connection held: argon2 takes a while by design.
-        if row is None or not await self._verify(row.password_hash, data.password):
+        if row is None or not await verify_password(row.password_hash, data.password):
             raise Unauthorized(_BAD_LOGIN)
         with database_calls():
             async with self._sessions() as session:

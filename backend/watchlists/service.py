@@ -19,24 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from backend.db.models import Watchlist as WatchlistRow
 from backend.db.session import database_calls
-from contract.errors import FieldError, NotFound, Unauthorized
-from contract.reads import normalise_symbol
+from contract.errors import NotFound, Unauthorized
+from contract.reads import clean_symbols
 from contract.types import Watchlist, WatchlistList
 from market.calendar import iso_ms
-
-
-def clean_symbols(raw: list[str], served: set[str]) -> list[str]:
-    """Upper-cased, served, duplicates dropped with order kept; 422 naming the bad item."""
-    symbols: list[str] = []
-    for index, item in enumerate(raw):
-        symbol = normalise_symbol(item, f"symbols[{index}]", "body")
-        if symbol not in served:
-            raise FieldError(
-                f"symbols[{index}]", f"{symbol} is not served; see /api/v1/symbols", "body"
-            )
-        if symbol not in symbols:
-            symbols.append(symbol)
-    return symbols
 
 
 def _wire(row: WatchlistRow) -> Watchlist:

@@ -1,5 +1,6 @@
 """`load-data`: plan the run, prepare symbols in worker processes, write them over a few
-connections, record the run, invalidate the cache, check the result.
+connections, check the result, record the run (done only when the checks pass), invalidate
+the cache.
 
 The pipeline: worker processes generate (or take) each symbol's bars, compute its indicators and
 encode both as binary COPY data; meanwhile the event loop streams finished symbols into
@@ -33,7 +34,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from backend.db.cache import market_pattern
-from market.calendar import DEFAULT_ASOF
+from contract.environment import SettingsError, env_asof, env_int
 from ops import databases
 from ops.loader import copy, runs
 from ops.loader.feedback import Feedback, QuietFeedback
@@ -56,6 +57,8 @@ from ops.settings import read_env_file
 
 PAUSE_VARIABLE = "CUTOVER_LOAD_PAUSE_AFTER"
 DEFAULT_SEED = 42
+# The backends' range for MARKET_SEED (backend/settings.py, mock_backend/settings.py).
+MAX_SEED = 2**31 - 1
 DEFAULT_CONNECTIONS = 2
 CONNECT_SECONDS = 10.0
 
@@ -196,22 +199,14 @@ def _environment() -> dict[str, str]:
 
 def market_defaults() -> tuple[int, date]:
     """MARKET_SEED and MARKET_ASOF from the environment or .env (the mock's defaults: 42,
-    2026-11-20), so the loader and the mock agree unless told otherwise.
+    2026-11-20), read and range-checked as the backends read them, so the loader and the
+    backends agree, and a value they would refuse is refused here too.
     """
     env = _environment()
-    raw_seed = env.get("MARKET_SEED", "").strip()
-    raw_asof = env.get("MARKET_ASOF", "").strip()
     try:
-        seed = int(raw_seed) if raw_seed else DEFAULT_SEED
-    except ValueError:
-        raise LoadError(f"MARKET_SEED={raw_seed!r} is not an integer", precondition=True) from None
-    try:
-        asof = date.fromisoformat(raw_asof) if raw_asof else DEFAULT_ASOF
-    except ValueError:
-        raise LoadError(
-            f"MARKET_ASOF={raw_asof!r} is not a date: use YYYY-MM-DD", precondition=True
-        ) from None
-    return seed, asof
+        return env_int(env, "MARKET_SEED", DEFAULT_SEED, 0, MAX_SEED), env_asof(env)
+    except SettingsError as exc:
+        raise LoadError(str(exc), "fix it in .env (see env.example)", precondition=True) from None
 
 
 def pause_after_from_env() -> int | None:
@@ -488,8 +483,10 @@ async def load_async(
                 feedback,
             )
             seconds = time.perf_counter() - started
+            # Checked before it is marked done: a run that fails its checks never goes live.
+            failures = await _post_checks(control, run.id)
             counts, problems = await runs.finish(
-                control, run.id, {"seconds": round(seconds, 3)}, plan.problems
+                control, run.id, {"seconds": round(seconds, 3)}, plan.problems, failures
             )
         except BaseException as exc:
             with contextlib.suppress(Exception):
@@ -497,7 +494,6 @@ async def load_async(
             raise
         finally:
             feedback.stop()
-        failures = await _post_checks(control, run.id)
     finally:
         with contextlib.suppress(Exception):
             await control.close()

@@ -4,7 +4,9 @@ A run's row is created `running`. Each symbol's transaction also inserts its loa
 row and merges that symbol's figures, checksums and problems into the run's row, so whatever
 committed is recorded exactly, even if the process is killed a moment later. A run started again
 with the same source and parameters after an unfinished one continues that run: it skips the
-symbols recorded as done, and its final counts add up to those of an uninterrupted run.
+symbols recorded as done, and its final counts add up to those of an uninterrupted run. Only
+while no later run has finished, though: an old run is never resumed over a newer one (readers
+take the latest done run); it is marked failed, `superseded_by` the new run, instead.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from ops.loader.sources import SourceInfo
 
 # pg_try_advisory_lock key held by a running loader: one load at a time per database.
 LOADER_LOCK_KEY = 7_326_101_001
+
+# How many check failures a failed run's row keeps (the report lists them all).
+CHECK_FAILURES_KEPT = 50
 
 COUNT_FIELDS = (
     "daily_rows",
@@ -89,12 +94,16 @@ async def start(
     *,
     resume: bool,
 ) -> RunRow:
-    """Continue the latest run with the same source and parameters if it did not finish, else
-    create a new one.
+    """Continue the latest run with the same source and parameters if it did not finish and no
+    later run has finished since (resuming it then would make it the newest completed run, over
+    data a later run wrote); else create a new one, marking the unfinished one superseded.
     """
+    unfinished: int | None = None
     if resume:
         row = await conn.fetchrow(
-            "SELECT id, status, counts FROM load_runs WHERE source = $1 "
+            "SELECT id, status, counts, EXISTS (SELECT 1 FROM load_runs later "
+            "WHERE later.id > r.id AND later.status = 'done') AS superseded "
+            "FROM load_runs r WHERE source = $1 "
             "AND source_detail IS NOT DISTINCT FROM $2 AND seed IS NOT DISTINCT FROM $3 "
             "AND asof = $4 AND adjusted = $5 AND params = $6::jsonb ORDER BY id DESC LIMIT 1",
             info.kind,
@@ -104,7 +113,9 @@ async def start(
             info.adjusted,
             _json(params),
         )
-        if row is not None and row["status"] != "done":
+        # A run that failed its checks wrote every symbol: resuming it would rewrite nothing.
+        resumable = row is not None and row["status"] != "done" and not row["superseded"]
+        if resumable and "check_failures" not in (_decoded(row["counts"]) or {}):
             await conn.execute(
                 "UPDATE load_runs SET status = 'running', finished_at = NULL WHERE id = $1",
                 row["id"],
@@ -119,6 +130,8 @@ async def start(
             by_symbol = counts.get("by_symbol", {})
             done = {s: by_symbol.get(s, {}) for s in done_symbols}
             return RunRow(id=int(row["id"]), resumed=True, done=done)
+        if row is not None and row["status"] != "done":
+            unfinished = int(row["id"])
     run_id = await conn.fetchval(
         "INSERT INTO load_runs (status, source, source_detail, seed, asof, adjusted, params, "
         "counts, checksums, problems) VALUES ('running', $1, $2, $3, $4, $5, $6::jsonb, "
@@ -131,6 +144,14 @@ async def start(
         _json(params),
         _json({"by_symbol": {}}),
     )
+    if unfinished is not None:
+        # It can never be resumed now (this run is its latest match): say so in its row.
+        await conn.execute(
+            "UPDATE load_runs SET status = 'failed', finished_at = coalesce(finished_at, now()), "
+            "counts = counts || jsonb_build_object('superseded_by', $1::int) WHERE id = $2",
+            run_id,
+            unfinished,
+        )
     return RunRow(id=int(run_id), resumed=False)
 
 
@@ -169,8 +190,11 @@ async def finish(
     run_id: int,
     summary: dict[str, Any],
     extra_problems: list[Problem],
+    check_failures: list[str],
 ) -> tuple[dict[str, Any], list[Problem]]:
-    """Mark the run done with its totals; returns (counts, every problem the run recorded)."""
+    """Record the run's totals and mark it done, or failed when its checks failed (readers take
+    the latest done run, so a failed load never goes live); returns (counts, every problem).
+    """
     row = await conn.fetchrow("SELECT counts, problems FROM load_runs WHERE id = $1", run_id)
     assert row is not None
     counts = _decoded(row["counts"]) or {}
@@ -181,12 +205,17 @@ async def finish(
     problems.sort(key=lambda p: (p.file or "", p.line or 0))
     final = {**totals(by_symbol), **summary, "by_symbol": by_symbol}
     final["skipped"] = sum(p.rows for p in problems)
+    stored_counts = dict(final)
+    if check_failures:
+        stored_counts["error"] = f"the load's checks failed ({len(check_failures)} failures)"
+        stored_counts["check_failures"] = check_failures[:CHECK_FAILURES_KEPT]
     await conn.execute(
-        "UPDATE load_runs SET status = 'done', finished_at = now(), counts = $2::jsonb, "
+        "UPDATE load_runs SET status = $4, finished_at = now(), counts = $2::jsonb, "
         "problems = $3::jsonb WHERE id = $1",
         run_id,
-        _json(final),
+        _json(stored_counts),
         _json([p.to_json() for p in problems]),
+        "failed" if check_failures else "done",
     )
     return final, problems
 

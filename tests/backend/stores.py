@@ -40,14 +40,18 @@ def _moments(bars: Bars) -> list[datetime]:
     return [datetime.fromtimestamp(int(t), UTC) for t in bars.time.tolist()]
 
 
-async def _fill(url: str, symbols: tuple[str, ...], seed: int, asof: date) -> int:
+async def _fill(
+    url: str, symbols: tuple[str, ...], seed: int, asof: date, intervals: tuple[str, ...]
+) -> int:
     connection = await asyncpg.connect(databases.libpq_url(url))
     try:
         for symbol in symbols:
-            for interval, bars in (
-                ("1d", daily_history(seed, symbol, asof)),
-                ("5m", intraday_history(seed, symbol, asof)),
-            ):
+            for interval in intervals:
+                bars = (
+                    daily_history(seed, symbol, asof)
+                    if interval == "1d"
+                    else intraday_history(seed, symbol, asof)
+                )
                 moments = _moments(bars)
                 columns = [
                     bars.open.tolist(),
@@ -87,10 +91,16 @@ async def _fill(url: str, symbols: tuple[str, ...], seed: int, asof: date) -> in
         await connection.close()
 
 
-def fill(url: str, symbols: tuple[str, ...], seed: int = SEED, asof: date = DEFAULT_ASOF) -> int:
-    """Store the generator's daily and 5-minute bars (and their indicators) of `symbols`, as the
-    loader does, and record a completed load run; its id."""
-    return asyncio.run(_fill(url, symbols, seed, asof))
+def fill(
+    url: str,
+    symbols: tuple[str, ...],
+    seed: int = SEED,
+    asof: date = DEFAULT_ASOF,
+    intervals: tuple[str, ...] = ("1d", "5m"),
+) -> int:
+    """Store the generator's bars at `intervals` (daily and 5-minute by default) and their
+    indicators for `symbols`, as the loader does, and record a completed load run; its id."""
+    return asyncio.run(_fill(url, symbols, seed, asof, intervals))
 
 
 def private_dir(prefix: str) -> Path:

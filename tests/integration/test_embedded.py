@@ -4,7 +4,9 @@ under a var dir, reused when running, stopped by pid, their data kept across a r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,3 +169,54 @@ def test_under_root_a_data_dir_the_postgres_user_cannot_enter_is_refused_clearly
     with pytest.raises(embedded.EmbeddedError, match=f"cannot enter {private}"):
         embedded.start_postgres(settings, config)
     assert services.pid_records(settings) == []
+
+
+def test_a_running_server_that_refuses_the_database_fails_with_a_clear_message(
+    settings: OpsSettings, config: embedded.EmbeddedConfig
+) -> None:
+    first = embedded.start_postgres(settings, config)
+    stranger = dataclasses.replace(config, role="nobody_here")
+    with pytest.raises(embedded.EmbeddedError) as raised:
+        embedded.start_postgres(settings, stranger)
+    message = str(raised.value)
+    assert f"on port {first.port} could not create database 'cutover'" in message
+    assert "'nobody_here'" in message
+    assert pid_alive(first.pid)  # the running server is left as it was
+
+
+def test_a_database_name_that_is_not_plain_is_refused_naming_the_variable(
+    settings: OpsSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EMBEDDED_POSTGRES_DB", 'x"; DROP')
+    with pytest.raises(embedded.EmbeddedError, match=r"EMBEDDED_POSTGRES_DB: .* plain database"):
+        embedded.embedded_config(settings)
+    monkeypatch.setenv("EMBEDDED_POSTGRES_DB", "1st")
+    with pytest.raises(embedded.EmbeddedError, match="not starting with a digit"):
+        embedded.embedded_config(settings)
+
+
+def test_creating_a_database_tolerates_a_concurrent_creator(postgres_server_url: str) -> None:
+    name = f"cutover_test_{secrets.token_hex(4)}"
+    admin = databases.asyncpg_url(postgres_server_url)
+
+    async def race() -> list[bool]:
+        return list(
+            await asyncio.gather(*(embedded.create_database(admin, name, 10) for _ in range(6)))
+        )
+
+    try:
+        created = asyncio.run(race())
+        assert sorted(created) == [False] * 5 + [True]
+        assert databases.create_database(postgres_server_url, name) is False
+    finally:
+        databases.drop_database(postgres_server_url, name)
+
+
+@pytest.mark.parametrize("value", ["0", "65536", "5432x"])
+def test_a_port_that_is_not_one_is_refused_naming_the_variable(
+    value: str, settings: OpsSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EMBEDDED_REDIS_PORT", value)
+    refused = rf"EMBEDDED_REDIS_PORT='?{value}'? .*1\.\.65535"
+    with pytest.raises(embedded.EmbeddedError, match=refused):
+        embedded.embedded_config(settings)

@@ -262,3 +262,35 @@ async def test_stop_returns_even_when_a_callback_swallows_the_cancel(redis: Redi
     assert time.perf_counter() - started < 2
     assert not feed.running
     assert await feed.leader() is None, "the lock is released"
+
+
+async def test_a_new_data_version_moves_the_feed_to_the_new_closes_at_once(redis: Redis) -> None:
+    current: dict[str, object] = {"version": "1", "close": 500.0}
+
+    async def loaded_closes() -> dict[str, float]:
+        return {"SPY": float(current["close"])}  # type: ignore[arg-type]
+
+    feed = QuoteFeed(
+        redis,
+        loaded_closes,
+        SEED,
+        Recorder(),
+        tick_seconds=TICK,
+        lock_ttl=TTL,
+        closes_refresh_seconds=3600,  # the clock alone would keep the old closes for an hour
+        data_version=lambda: str(current["version"]),
+    )
+    await feed.start()
+    try:
+        await wait_for(lambda: feed.ticks >= 1, 3)
+        price = await feed.latest("SPY")
+        assert price is not None
+        assert abs(price / 500.0 - 1) <= 0.015
+        current.update(version="2", close=50.0)  # a reload: the stock is a tenth of the price
+        ticks = feed.ticks
+        await wait_for(lambda: feed.ticks >= ticks + 2, 3)
+        price = await feed.latest("SPY")
+        assert price is not None
+        assert abs(price / 50.0 - 1) <= 0.015
+    finally:
+        await feed.stop()

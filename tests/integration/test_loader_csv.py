@@ -5,55 +5,20 @@ are skipped and reported with file and line while the good rows and files load.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
-from typing import Any
 
-import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from ops import databases
 from ops.loader.run import LoadOptions, load
 from ops.settings import PROJECT_ROOT
+from tests.conftest import Env
+from tests.integration.conftest import cli, sql
 
 FIXTURES = PROJECT_ROOT / "tests" / "fixtures" / "csv"
 GOOD = FIXTURES / "good"
 BAD = FIXTURES / "bad"
-
-
-def sql(url: str, query: str, *args: Any) -> list[Any]:
-    async def run() -> list[Any]:
-        conn = await asyncpg.connect(databases.libpq_url(url))
-        try:
-            return list(await conn.fetch(query, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
-@pytest.fixture
-def db(database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    sql(database_url, "TRUNCATE load_run_symbols, load_runs, indicators, bars RESTART IDENTITY")
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    return database_url
-
-
-def ops(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ops", *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 def closes(url: str, symbol: str, interval: str = "1d") -> list[tuple[str, float]]:
@@ -67,7 +32,7 @@ def closes(url: str, symbol: str, interval: str = "1d") -> list[tuple[str, float
     return [(r["t"], r["close"]) for r in rows]
 
 
-def test_each_layout_loads_with_its_source_recorded(db: str) -> None:
+def test_each_layout_loads_with_its_source_recorded(loader_db: str) -> None:
     report = load(LoadOptions(source=f"csv:{GOOD}"))
 
     assert report.window.asof == date(2026, 11, 6)  # the files' last date
@@ -75,7 +40,7 @@ def test_each_layout_loads_with_its_source_recorded(db: str) -> None:
     assert layouts == {"AAPL.csv": "yahoo", "msft.us.txt": "stooq", "bulk.txt": "stooq-bulk"}
     counts = {
         (r["symbol"], r["interval"]): r["n"]
-        for r in sql(db, "SELECT symbol, interval, count(*) AS n FROM bars GROUP BY 1, 2")
+        for r in sql(loader_db, "SELECT symbol, interval, count(*) AS n FROM bars GROUP BY 1, 2")
     }
     assert counts == {
         ("AAPL", "1d"): 5,
@@ -86,20 +51,25 @@ def test_each_layout_loads_with_its_source_recorded(db: str) -> None:
     }
     assert report.counts["inserted"] == 16
     # Yahoo's Close is stored as given (not adjusted) by default.
-    assert closes(db, "AAPL")[:2] == [("2026-11-02 00:00", 101.0), ("2026-11-03 00:00", 101.5)]
-    assert closes(db, "MSFT")[-1] == ("2026-11-05 00:00", 399.1)
-    assert closes(db, "SPY", "5m") == [
+    assert closes(loader_db, "AAPL")[:2] == [
+        ("2026-11-02 00:00", 101.0),
+        ("2026-11-03 00:00", 101.5),
+    ]
+    assert closes(loader_db, "MSFT")[-1] == ("2026-11-05 00:00", 399.1)
+    assert closes(loader_db, "SPY", "5m") == [
         ("2026-11-03 14:30", 584.2),
         ("2026-11-03 14:35", 584.8),
         ("2026-11-03 14:40", 584.5),
     ]
-    indicator_rows = sql(db, "SELECT count(*) AS n FROM indicators")[0]["n"]
+    indicator_rows = sql(loader_db, "SELECT count(*) AS n FROM indicators")[0]["n"]
     assert indicator_rows == 16
     # The weekly row of the bulk file is not loaded, and said so.
     (weekly,) = report.problems
     assert (weekly.kind, weekly.file, weekly.line) == ("unsupported_period", "bulk.txt", 9)
 
-    (run,) = sql(db, "SELECT source, source_detail, seed, adjusted, asof, problems FROM load_runs")
+    (run,) = sql(
+        loader_db, "SELECT source, source_detail, seed, adjusted, asof, problems FROM load_runs"
+    )
     assert (run["source"], run["source_detail"], run["seed"], run["adjusted"]) == (
         "csv",
         str(GOOD),
@@ -109,21 +79,21 @@ def test_each_layout_loads_with_its_source_recorded(db: str) -> None:
     assert json.loads(run["problems"])[0]["kind"] == "unsupported_period"
 
 
-def test_adjusted_scales_yahoo_prices_by_adj_close(db: str) -> None:
+def test_adjusted_scales_yahoo_prices_by_adj_close(loader_db: str) -> None:
     load(LoadOptions(source=f"csv:{GOOD}"))
     report = load(LoadOptions(source=f"csv:{GOOD}", adjusted=True))
     # Only AAPL (the Yahoo file) changes; Stooq prices are stored as published.
     assert (report.counts["inserted"], report.counts["updated"]) == (0, 5)
     assert report.source.adjusted is True
     stored = sql(
-        db,
+        loader_db,
         "SELECT open, high, low, close FROM bars WHERE symbol = 'AAPL' ORDER BY time LIMIT 1",
     )[0]
     ratio = 100.0 / 101.0  # Adj Close / Close of 2026-11-02
     assert stored["close"] == pytest.approx(100.0, rel=1e-12)
     assert stored["high"] == pytest.approx(101.5 * ratio, rel=1e-12)
     assert stored["low"] == pytest.approx(99.5 * ratio, rel=1e-12)
-    runs = sql(db, "SELECT adjusted FROM load_runs ORDER BY id")
+    runs = sql(loader_db, "SELECT adjusted FROM load_runs ORDER BY id")
     assert [r["adjusted"] for r in runs] == [False, True]
 
 
@@ -150,10 +120,10 @@ EXPECTED_PROBLEMS = {
 
 
 def test_bad_rows_and_files_are_skipped_and_reported_while_the_rest_loads(
-    cli_env: dict[str, str], db: str, redis_url: str
+    loader_env: Env, loader_db: str
 ) -> None:
-    env = cli_env | {"DATABASE_URL": db, "REDIS_URL": redis_url, "COLUMNS": "250"}
-    result = ops(env, "load-data", "--source", f"csv:{BAD}", "--json")
+    env = loader_env | {"COLUMNS": "250"}
+    result = cli(env, "load-data", "--source", f"csv:{BAD}", "--json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
 
@@ -161,7 +131,7 @@ def test_bad_rows_and_files_are_skipped_and_reported_while_the_rest_loads(
     assert found == EXPECTED_PROBLEMS
     counts = {
         (r["symbol"], r["interval"]): r["n"]
-        for r in sql(db, "SELECT symbol, interval, count(*) AS n FROM bars GROUP BY 1, 2")
+        for r in sql(loader_db, "SELECT symbol, interval, count(*) AS n FROM bars GROUP BY 1, 2")
     }
     assert counts == {
         ("BADROWS", "1d"): 3,
@@ -171,18 +141,18 @@ def test_bad_rows_and_files_are_skipped_and_reported_while_the_rest_loads(
         ("IWM", "5m"): 1,
     }
     # The duplicate date keeps the first row; the truncated file keeps its complete lines.
-    assert closes(db, "BADROWS") == [
+    assert closes(loader_db, "BADROWS") == [
         ("2026-11-02 00:00", 10.2),
         ("2026-11-09 00:00", 10.3),
         ("2026-11-16 00:00", 10.5),
     ]
     assert doc["counts"]["skipped"] == sum(p["rows"] for p in doc["problems"]) == 18
     assert doc["counts"]["inserted"] == 10
-    (run,) = sql(db, "SELECT problems FROM load_runs")
+    (run,) = sql(loader_db, "SELECT problems FROM load_runs")
     stored = {(p["file"], p["line"], p["kind"]) for p in json.loads(run["problems"])}
     assert stored == EXPECTED_PROBLEMS
 
-    text = ops(env, "load-data", "--source", f"csv:{BAD}")
+    text = cli(env, "load-data", "--source", f"csv:{BAD}")
     assert text.returncode == 0, text.stderr
     assert "bad rows and files (skipped)" in text.stdout
     for file, kind in (("TRUNC.csv", "truncated"), ("BADROWS.csv", "high_below_low")):
@@ -190,7 +160,7 @@ def test_bad_rows_and_files_are_skipped_and_reported_while_the_rest_loads(
     assert "18 bad rows skipped" in text.stdout
 
 
-def test_symbols_selects_files_and_names_the_missing(db: str) -> None:
+def test_symbols_selects_files_and_names_the_missing(loader_db: str) -> None:
     report = load(LoadOptions(source=f"csv:{GOOD}", symbols=("SPY", "NVDA")))
     assert sorted(report.params["symbols"]) == ["SPY"]
     assert report.counts["daily_rows"] + report.counts["intraday_rows"] == 5
@@ -198,9 +168,7 @@ def test_symbols_selects_files_and_names_the_missing(db: str) -> None:
     assert [(p.symbol, p.detail) for p in missing] == [("NVDA", "no file provides NVDA")]
 
 
-def test_a_folder_that_does_not_exist_exits_2(
-    cli_env: dict[str, str], db: str, tmp_path: Path
-) -> None:
-    result = ops(cli_env | {"DATABASE_URL": db}, "load-data", "--source", f"csv:{tmp_path}/none")
+def test_a_folder_that_does_not_exist_exits_2(loader_env: Env, tmp_path: Path) -> None:
+    result = cli(loader_env, "load-data", "--source", f"csv:{tmp_path}/none")
     assert result.returncode == 2
     assert "does not exist" in result.stderr

@@ -19,47 +19,15 @@ import time
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
-import pytest
 
 from ops import databases
 from ops.settings import PROJECT_ROOT
+from tests.conftest import Env
+from tests.integration.conftest import cli, sql, wipe
 
 SYMBOLS = ("AAPL", "GLD", "MSFT", "SPY", "TSLA")
 ARGS = ("--symbols", ",".join(SYMBOLS), "--years", "3", "--intraday-days", "10", "--json")
 PAUSE_AFTER = 2
-
-
-def sql(url: str, query: str, *args: Any) -> list[Any]:
-    async def run() -> list[Any]:
-        conn = await asyncpg.connect(databases.libpq_url(url))
-        try:
-            return list(await conn.fetch(query, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
-def wipe(url: str) -> None:
-    sql(url, "TRUNCATE load_run_symbols, load_runs, indicators, bars RESTART IDENTITY")
-
-
-@pytest.fixture
-def env(cli_env: dict[str, str], database_url: str, redis_url: str) -> dict[str, str]:
-    wipe(database_url)
-    return cli_env | {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
-
-
-def ops(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ops", *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 def without_timing(counts: dict[str, Any]) -> dict[str, Any]:
@@ -89,9 +57,9 @@ def wait_for_line(stream: Any, marker: str, seconds: float) -> str:
 
 
 def test_a_killed_load_resumes_and_ends_with_the_counts_of_a_clean_run(
-    env: dict[str, str], database_url: str
+    loader_env: Env, database_url: str
 ) -> None:
-    clean = ops(env, "load-data", *ARGS)
+    clean = cli(loader_env, "load-data", *ARGS)
     assert clean.returncode == 0, clean.stderr
     reference = json.loads(clean.stdout)
     stored_clean = sql(database_url, "SELECT count(*) AS n FROM bars")[0]["n"]
@@ -99,7 +67,7 @@ def test_a_killed_load_resumes_and_ends_with_the_counts_of_a_clean_run(
 
     paused = subprocess.Popen(
         [sys.executable, "-m", "ops", "load-data", *ARGS],
-        env=env | {"CUTOVER_LOAD_PAUSE_AFTER": str(PAUSE_AFTER)},
+        env=loader_env | {"CUTOVER_LOAD_PAUSE_AFTER": str(PAUSE_AFTER)},
         cwd=PROJECT_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -124,7 +92,7 @@ def test_a_killed_load_resumes_and_ends_with_the_counts_of_a_clean_run(
         paused.wait(timeout=30)
     assert paused.returncode == -signal.SIGKILL
 
-    resumed = ops(env, "load-data", *ARGS)
+    resumed = cli(loader_env, "load-data", *ARGS)
     assert resumed.returncode == 0, resumed.stderr
     doc = json.loads(resumed.stdout)
     assert doc["resumed"] is True
@@ -139,16 +107,18 @@ def test_a_killed_load_resumes_and_ends_with_the_counts_of_a_clean_run(
     assert sql(database_url, "SELECT count(*) AS n FROM bars")[0]["n"] == stored_clean
     assert len(sql(database_url, "SELECT symbol FROM load_run_symbols")) == len(SYMBOLS)
 
-    verified = ops(env, "verify-data", "--json")
+    verified = cli(loader_env, "verify-data", "--json")
     assert verified.returncode == 0, verified.stderr
     assert json.loads(verified.stdout)["ok"] is True
 
 
-def test_no_resume_starts_a_new_run(env: dict[str, str], database_url: str) -> None:
-    first = ops(env, "load-data", "--symbols", "AAPL", "--years", "1", "--json")
+def test_no_resume_starts_a_new_run(loader_env: Env, database_url: str) -> None:
+    first = cli(loader_env, "load-data", "--symbols", "AAPL", "--years", "1", "--json")
     assert first.returncode == 0, first.stderr
     sql(database_url, "UPDATE load_runs SET status = 'failed'")
-    again = ops(env, "load-data", "--symbols", "AAPL", "--years", "1", "--json", "--no-resume")
+    again = cli(
+        loader_env, "load-data", "--symbols", "AAPL", "--years", "1", "--json", "--no-resume"
+    )
     assert again.returncode == 0, again.stderr
     doc = json.loads(again.stdout)
     assert doc["resumed"] is False
@@ -157,7 +127,7 @@ def test_no_resume_starts_a_new_run(env: dict[str, str], database_url: str) -> N
 
 
 def test_a_second_loader_on_the_same_database_is_refused(
-    env: dict[str, str], database_url: str
+    loader_env: Env, database_url: str
 ) -> None:
     from ops.loader.runs import LOADER_LOCK_KEY
 
@@ -165,7 +135,7 @@ def test_a_second_loader_on_the_same_database_is_refused(
         conn = await asyncpg.connect(databases.libpq_url(database_url))
         try:
             await conn.execute("SELECT pg_advisory_lock($1)", LOADER_LOCK_KEY)
-            return await asyncio.to_thread(ops, env, "load-data", "--symbols", "AAPL")
+            return await asyncio.to_thread(cli, loader_env, "load-data", "--symbols", "AAPL")
         finally:
             await conn.close()
 
@@ -173,3 +143,45 @@ def test_a_second_loader_on_the_same_database_is_refused(
     assert result.returncode == 2
     assert "another load-data is writing to this database" in result.stderr
     assert sql(database_url, "SELECT count(*) AS n FROM load_runs")[0]["n"] == 0
+
+
+def test_an_unfinished_run_is_not_resumed_over_a_later_finished_one(database_url: str) -> None:
+    from datetime import date
+
+    from ops.loader import runs
+    from ops.loader.sources import SourceInfo
+
+    info = SourceInfo(kind="synthetic", detail=None, seed=42, adjusted=False)
+    asof = date(2026, 11, 20)
+    old_params = {"symbols": ["AAPL", "MSFT"], "years": 3}
+    new_params = {"symbols": ["AAPL"], "years": 1}
+
+    async def scenario() -> tuple[runs.RunRow, runs.RunRow, runs.RunRow, runs.RunRow]:
+        conn = await asyncpg.connect(databases.libpq_url(database_url))
+        try:
+            old = await runs.start(conn, info, asof, old_params, resume=True)
+            # Started again with nothing finished since: the unfinished run continues.
+            again = await runs.start(conn, info, asof, old_params, resume=True)
+            newer = await runs.start(conn, info, asof, new_params, resume=True)
+            await runs.finish(conn, newer.id, {}, [], [])
+            # Now a later run has finished: resuming the old one would put it over the newer.
+            after = await runs.start(conn, info, asof, old_params, resume=True)
+            return old, again, newer, after
+        finally:
+            await conn.close()
+
+    wipe(database_url)
+    old, again, newer, after = asyncio.run(scenario())
+    assert (again.id, again.resumed) == (old.id, True)
+    assert after.resumed is False
+    assert after.id not in (old.id, newer.id)
+    rows = {
+        r["id"]: r
+        for r in sql(
+            database_url, "SELECT id, status, counts->'superseded_by' AS by FROM load_runs"
+        )
+    }
+    assert rows[old.id]["status"] == "failed"
+    assert json.loads(rows[old.id]["by"]) == after.id
+    assert rows[newer.id]["status"] == "done"
+    assert rows[after.id]["status"] == "running"

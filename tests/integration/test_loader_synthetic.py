@@ -5,15 +5,11 @@ back, and the cached market data of the loaded symbols is invalidated in Redis.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import numpy as np
 import pytest
 import redis
@@ -26,51 +22,13 @@ from market.indicators import INDICATOR_NAMES, compute_indicators
 from ops import databases, services
 from ops.loader.run import LoadOptions, load
 from ops.loader.sources import epoch_of
-from ops.settings import PROJECT_ROOT
+from tests.conftest import Env
+from tests.integration.conftest import cli, sql
 
 SYMBOLS = ("AAPL", "MSFT", "SPY")
 YEARS = 2
 INTRADAY_DAYS = 5
 SMALL = ("--symbols", ",".join(SYMBOLS), "--years", str(YEARS), "--intraday-days", "5")
-
-
-def sql(url: str, query: str, *args: Any) -> list[Any]:
-    async def run() -> list[Any]:
-        conn = await asyncpg.connect(databases.libpq_url(url))
-        try:
-            return list(await conn.fetch(query, *args))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
-@pytest.fixture
-def db(database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The session's database, emptied of market data and runs, as this process's DATABASE_URL."""
-    sql(database_url, "TRUNCATE load_run_symbols, load_runs, indicators, bars RESTART IDENTITY")
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.delenv("MARKET_SEED", raising=False)
-    monkeypatch.delenv("MARKET_ASOF", raising=False)
-    return database_url
-
-
-@pytest.fixture
-def env(cli_env: dict[str, str], db: str, redis_url: str) -> dict[str, str]:
-    return cli_env | {"DATABASE_URL": db, "REDIS_URL": redis_url}
-
-
-def ops(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ops", *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 def expected(symbol: str) -> tuple[Bars, Bars]:
@@ -113,7 +71,7 @@ def stored_indicators(url: str, symbol: str, interval: str) -> dict[str, np.ndar
     }
 
 
-def test_synthetic_load_stores_exactly_the_generators_bars_and_indicators(db: str) -> None:
+def test_synthetic_load_stores_exactly_the_generators_bars_and_indicators(loader_db: str) -> None:
     report = load(LoadOptions(symbols=SYMBOLS, years=YEARS, intraday_days=INTRADAY_DAYS))
 
     daily_total = intraday_total = 0
@@ -122,14 +80,14 @@ def test_synthetic_load_stores_exactly_the_generators_bars_and_indicators(db: st
         daily_total += len(daily)
         intraday_total += len(intraday)
         for interval, bars in (("1d", daily), ("5m", intraday)):
-            stored = stored_bars(db, symbol, interval)
+            stored = stored_bars(loader_db, symbol, interval)
             for field in ("time", "open", "high", "low", "close", "volume"):
                 assert np.array_equal(getattr(stored, field), getattr(bars, field)), (
                     symbol,
                     interval,
                     field,
                 )
-            indicators = stored_indicators(db, symbol, interval)
+            indicators = stored_indicators(loader_db, symbol, interval)
             frame = compute_indicators(bars)
             for name in INDICATOR_NAMES:
                 assert np.array_equal(indicators[name], getattr(frame, name), equal_nan=True), (
@@ -145,7 +103,7 @@ def test_synthetic_load_stores_exactly_the_generators_bars_and_indicators(db: st
     assert counts["indicators_inserted"] == daily_total + intraday_total
     assert report.check_failures == []
 
-    (run,) = sql(db, "SELECT * FROM load_runs")
+    (run,) = sql(loader_db, "SELECT * FROM load_runs")
     assert (run["status"], run["source"], run["seed"], run["asof"], run["adjusted"]) == (
         "done",
         "synthetic",
@@ -155,20 +113,22 @@ def test_synthetic_load_stores_exactly_the_generators_bars_and_indicators(db: st
     )
     assert json.loads(run["params"])["symbols"] == list(SYMBOLS)
     assert set(json.loads(run["checksums"])) == set(SYMBOLS)
-    done = sql(db, "SELECT symbol, daily_rows, intraday_rows FROM load_run_symbols ORDER BY 1")
+    done = sql(
+        loader_db, "SELECT symbol, daily_rows, intraday_rows FROM load_run_symbols ORDER BY 1"
+    )
     assert [(r["symbol"], r["daily_rows"] + r["intraday_rows"]) for r in done] == [
         (s, len(expected(s)[0]) + len(expected(s)[1])) for s in SYMBOLS
     ]
 
 
-def test_a_second_run_changes_nothing_and_says_so(env: dict[str, str]) -> None:
-    first = ops(env, "load-data", *SMALL, "--json")
+def test_a_second_run_changes_nothing_and_says_so(loader_env: Env) -> None:
+    first = cli(loader_env, "load-data", *SMALL, "--json")
     assert first.returncode == 0, first.stderr
     loaded = json.loads(first.stdout)
     assert loaded["changed"] is True
     assert loaded["counts"]["inserted"] == loaded["rows"] > 0
 
-    second = ops(env, "load-data", *SMALL, "--json")
+    second = cli(loader_env, "load-data", *SMALL, "--json")
     assert second.returncode == 0, second.stderr
     again = json.loads(second.stdout)
     assert again["changed"] is False
@@ -178,18 +138,18 @@ def test_a_second_run_changes_nothing_and_says_so(env: dict[str, str]) -> None:
     assert again["message"].startswith("nothing changed")
     assert again["run_id"] != loaded["run_id"]
 
-    text = ops(env, "load-data", *SMALL)
+    text = cli(loader_env, "load-data", *SMALL)
     assert text.returncode == 0, text.stderr
     assert "nothing changed" in text.stdout
     assert "0 inserted, 0 updated" in text.stdout
     assert "next: ./start.sh verify-data" in text.stdout
 
 
-def test_a_changed_row_is_put_back_and_counted_as_updated(db: str) -> None:
+def test_a_changed_row_is_put_back_and_counted_as_updated(loader_db: str) -> None:
     options = LoadOptions(symbols=("MSFT",), years=YEARS, intraday_days=INTRADAY_DAYS)
     load(options)
     sql(
-        db,
+        loader_db,
         "UPDATE bars SET close = low WHERE symbol = 'MSFT' AND interval = '1d' AND time = "
         "(SELECT max(time) FROM bars WHERE symbol = 'MSFT' AND interval = '1d')",
     )
@@ -197,10 +157,12 @@ def test_a_changed_row_is_put_back_and_counted_as_updated(db: str) -> None:
     assert (report.counts["inserted"], report.counts["updated"]) == (0, 1)
     assert report.counts["indicators_updated"] == 0
     daily, _ = expected("MSFT")
-    assert stored_bars(db, "MSFT", "1d").close[-1] == daily.close[-1]
+    assert stored_bars(loader_db, "MSFT", "1d").close[-1] == daily.close[-1]
 
 
-def test_the_loaded_symbols_cached_market_data_is_invalidated(db: str, redis_url: str) -> None:
+def test_the_loaded_symbols_cached_market_data_is_invalidated(
+    loader_db: str, redis_url: str
+) -> None:
     client = redis.Redis.from_url(redis_url)
     try:
         loaded_keys = [market_key("AAPL", "historical", "1y", "1d"), market_key("SPY", "quote")]
@@ -216,45 +178,43 @@ def test_the_loaded_symbols_cached_market_data_is_invalidated(db: str, redis_url
         client.close()
 
 
-def test_redis_down_is_a_warning_not_a_failure(env: dict[str, str]) -> None:
+def test_redis_down_is_a_warning_not_a_failure(loader_env: Env) -> None:
     dead = f"redis://127.0.0.1:{services.free_port()}/0"
-    result = ops(env | {"REDIS_URL": dead}, "load-data", "--symbols", "AAPL", "--years", "1")
+    result = cli(loader_env | {"REDIS_URL": dead}, "load-data", "--symbols", "AAPL", "--years", "1")
     assert result.returncode == 0, result.stderr
     assert "did not answer" in result.stdout
     assert "may be stale" in result.stdout
 
 
 def test_without_a_database_url_it_exits_2_and_names_the_db_command(
-    cli_env: dict[str, str],
+    cli_env: Env,
 ) -> None:
-    result = ops(cli_env, "load-data", "--symbols", "AAPL")
+    result = cli(cli_env, "load-data", "--symbols", "AAPL")
     assert result.returncode == 2
     assert "DATABASE_URL is not set" in result.stderr
     assert "./start.sh db" in result.stderr
 
 
-def test_a_database_that_does_not_answer_exits_2_naming_it(
-    cli_env: dict[str, str], database_url: str
-) -> None:
+def test_a_database_that_does_not_answer_exits_2_naming_it(cli_env: Env, database_url: str) -> None:
     missing = databases.with_database(database_url, "cutover_no_such_database")
-    result = ops(cli_env | {"DATABASE_URL": missing}, "load-data", "--symbols", "AAPL")
+    result = cli(cli_env | {"DATABASE_URL": missing}, "load-data", "--symbols", "AAPL")
     assert result.returncode == 2
     assert "cutover_no_such_database" in result.stderr
     assert "does not answer" in result.stderr
 
 
-def test_an_unknown_source_exits_2_saying_what_is_accepted(env: dict[str, str]) -> None:
-    result = ops(env, "load-data", "--source", "polygon")
+def test_an_unknown_source_exits_2_saying_what_is_accepted(loader_env: Env) -> None:
+    result = cli(loader_env, "load-data", "--source", "polygon")
     assert result.returncode == 2
     assert "no networked provider is implemented" in result.stderr
-    result = ops(env, "load-data", "--source", "ftp:somewhere")
+    result = cli(loader_env, "load-data", "--source", "ftp:somewhere")
     assert result.returncode == 2
     assert "accepted synthetic or csv:FOLDER" in result.stderr
 
 
-def test_market_seed_and_asof_come_from_the_environment(env: dict[str, str], db: str) -> None:
-    result = ops(
-        env | {"MARKET_SEED": "7", "MARKET_ASOF": "2025-06-13"},
+def test_market_seed_and_asof_come_from_the_environment(loader_env: Env, loader_db: str) -> None:
+    result = cli(
+        loader_env | {"MARKET_SEED": "7", "MARKET_ASOF": "2025-06-13"},
         "load-data",
         "--symbols",
         "GLD",
@@ -268,28 +228,30 @@ def test_market_seed_and_asof_come_from_the_environment(env: dict[str, str], db:
     doc = json.loads(result.stdout)
     assert (doc["seed"], doc["asof"]) == (7, "2025-06-13")
     full = daily_history(7, "GLD", date(2025, 6, 13))
-    stored = stored_bars(db, "GLD", "1d")
+    stored = stored_bars(loader_db, "GLD", "1d")
     assert np.array_equal(stored.close, full.close[-len(stored) :])
     assert int(stored.time[-1]) == epoch_of(date(2025, 6, 13))
 
 
-def test_the_cli_records_the_load_in_the_cutover_state(env: dict[str, str]) -> None:
-    result = ops(env, "load-data", "--symbols", "AAPL", "--years", "1", "--intraday-days", "0")
+def test_the_cli_records_the_load_in_the_cutover_state(loader_env: Env) -> None:
+    result = cli(
+        loader_env, "load-data", "--symbols", "AAPL", "--years", "1", "--intraday-days", "0"
+    )
     assert result.returncode == 0, result.stderr
-    state = json.loads((Path(env["CUTOVER_VAR_DIR"]) / "state.json").read_text())
+    state = json.loads((Path(loader_env["CUTOVER_VAR_DIR"]) / "state.json").read_text())
     assert state["gates"]["data-load"]["passed"] is True
     assert state["history"][-1]["command"] == "load-data"
     assert state["history"][-1]["outcome"] == "done"
 
 
 def test_an_unmigrated_database_exits_2_naming_the_db_command(
-    cli_env: dict[str, str], postgres_server_url: str
+    cli_env: Env, postgres_server_url: str
 ) -> None:
     # The server's admin database has no schema of ours; the loader stops before writing.
     tables = sql(postgres_server_url, "SELECT to_regclass('load_runs') AS t")
     if tables[0]["t"] is not None:
         pytest.skip("the server's admin database carries this project's schema")
-    result = ops(cli_env | {"DATABASE_URL": postgres_server_url}, "load-data", "--symbols", "AAPL")
+    result = cli(cli_env | {"DATABASE_URL": postgres_server_url}, "load-data", "--symbols", "AAPL")
     assert result.returncode == 2
     assert "the schema is not migrated" in result.stderr
     assert "./start.sh db" in result.stderr

@@ -229,3 +229,19 @@ def test_embedded_servers_start_migrate_pass_the_check_and_stop_by_pid(
     pids_again = {p["name"]: p["pid"] for p in state(env)["processes"] if p["alive"]}
     assert run_cli(env, "stop").returncode == 0
     assert leftovers(var_dir, set(pids_again.values())) == []
+
+
+def test_the_compose_url_keeps_a_user_and_password_with_url_characters() -> None:
+    from urllib.parse import unquote, urlsplit
+
+    from sqlalchemy.engine import make_url
+
+    values = {"POSTGRES_USER": "ops:team", "POSTGRES_PASSWORD": "p@ss/w:rd#1%", "POSTGRES_DB": "mk"}
+    url = databases.compose_postgres_url(values)
+    parts = urlsplit(url)
+    assert (parts.hostname, parts.port, parts.path) == ("127.0.0.1", 5432, "/mk")
+    assert unquote(parts.username or "") == "ops:team"
+    assert unquote(parts.password or "") == "p@ss/w:rd#1%"
+    parsed = make_url(url)  # what the backends' engine sees
+    assert (parsed.username, parsed.password, parsed.database) == ("ops:team", "p@ss/w:rd#1%", "mk")
+    assert "p@ss" not in databases.mask_url(url)

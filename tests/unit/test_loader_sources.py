@@ -5,6 +5,7 @@ the synthetic and provider sources, and the binary COPY encoding of a prepared s
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from dataclasses import dataclass
 from datetime import date
@@ -397,3 +398,28 @@ def test_a_prepared_symbol_is_valid_binary_copy_with_its_checksums() -> None:
     )
     assert d.md5 == hashlib.md5(manual).hexdigest()
     assert digest(Bars.empty()).md5 == hashlib.md5(b"").hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("MARKET_SEED", "-1", "MARKET_SEED=-1 is out of range"),
+        ("MARKET_SEED", str(2**31), f"MARKET_SEED={2**31} is out of range"),
+        ("MARKET_SEED", "forty-two", "MARKET_SEED='forty-two' is not an integer"),
+        ("MARKET_ASOF", "2001-01-02", "MARKET_ASOF=2001-01-02 is before the history's origin"),
+        ("MARKET_ASOF", "20th of May", "MARKET_ASOF='20th of May' is not a date"),
+    ],
+)
+def test_the_loader_refuses_the_market_settings_the_backends_refuse(
+    variable: str, value: str, named: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from ops.loader.run import LoadError, market_defaults
+
+    monkeypatch.setenv("CUTOVER_ENV_FILE", str(tmp_path / ".env"))
+    monkeypatch.delenv("MARKET_SEED", raising=False)
+    monkeypatch.delenv("MARKET_ASOF", raising=False)
+    assert market_defaults() == (42, date(2026, 11, 20))
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(LoadError, match=re.escape(named)) as raised:
+        market_defaults()
+    assert raised.value.precondition is True
