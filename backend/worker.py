@@ -162,7 +162,8 @@ async def serve(settings: WorkerSettings) -> None:
     )
 
     async def checks() -> HealthChecks:
-        return HealthChecks(database="ok", cache="ok", feed="n/a")
+        # The worker computes backtests only; it never answers a health request.
+        return HealthChecks(database="n/a", cache="n/a", feed="n/a")
 
     reads = HistoryReads(history, "production", checks)
     queue = make_queue(settings.redis_url, settings.queue_name)
