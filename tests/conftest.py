@@ -265,3 +265,23 @@ def redis_url() -> Iterator[str]:
             client.close()
         with _held_claim(server_url, number, token):
             yield url
+
+
+def leftovers(path: Path, groups: set[int]) -> list[int]:
+    """Pids still running in one of `groups` (a server and its children share the group of the
+    pid recorded for it) or mentioning `path` on their command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if fields[0] in ("Z", "X"):
+            continue  # exited, waiting for its parent to collect it: runs nothing
+        if int(fields[2]) in groups or str(path) in cmdline:
+            found.append(int(entry.name))
+    return found

@@ -17,8 +17,7 @@ import pytest
 
 from ops import databases, services
 from ops.state import pid_alive
-from tests.conftest import Env, run_cli
-from tests.ops.test_db_phase import leftovers
+from tests.conftest import Env, leftovers, run_cli
 
 
 @pytest.fixture

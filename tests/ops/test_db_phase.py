@@ -17,7 +17,7 @@ import pytest
 from ops import databases, services
 from ops.settings import read_env_file
 from ops.state import pid_alive
-from tests.conftest import Env, run_cli
+from tests.conftest import Env, leftovers, run_cli
 
 
 def state(env: Env) -> dict[str, Any]:
@@ -33,26 +33,6 @@ def env_values(env: Env) -> dict[str, str]:
 
 def pid_files(env: Env) -> list[str]:
     return sorted(p.stem for p in (Path(env["CUTOVER_VAR_DIR"]) / "run").glob("*.pid"))
-
-
-def leftovers(path: Path, groups: set[int]) -> list[int]:
-    """Pids still running in one of `groups` (a server and its children share the group of the
-    pid recorded for it) or mentioning `path` on their command line."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat.rpartition(")")[2].split()
-        if fields[0] in ("Z", "X"):
-            continue  # exited, waiting for its parent to collect it: runs nothing
-        if int(fields[2]) in groups or str(path) in cmdline:
-            found.append(int(entry.name))
-    return found
 
 
 @pytest.fixture
