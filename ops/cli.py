@@ -649,6 +649,33 @@ def worker() -> None:
     state_changing("worker", _worker)
 
 
+# --- shadow (body in ops/phases_shadow.py) --------------------------------------------------
+
+
+@app.command()
+def shadow(
+    duration: Annotated[
+        str | None,
+        typer.Option(help="Generate the frontend's reads this long (60s, 2m), then judge."),
+    ] = None,
+    rate: Annotated[
+        float | None,
+        typer.Option(help="Requests/s (default: enough for --min-samples per route).", min=0.1),
+    ] = None,
+    min_samples: Annotated[
+        int, typer.Option(help="Compared requests a route needs to be judged.", min=1)
+    ] = 50,
+    threshold: Annotated[
+        str, typer.Option(help="Highest noise-adjusted diff rate per route (1% or 0.01).")
+    ] = "1%",
+) -> None:
+    """The gateway answers from the mock and copies reads to prod; prints the diff table."""
+    from ops.phases_shadow import ShadowArgs, shadow_phase  # it imports this module
+
+    args = ShadowArgs(duration, rate, min_samples, threshold)
+    state_changing("shadow", lambda run: shadow_phase(run, args))
+
+
 # --- status ---------------------------------------------------------------------------------
 
 

@@ -1,0 +1,153 @@
+"""The gateway's admin API (loopback only, `Authorization: Bearer ADMIN_TOKEN`) and its metrics.
+
+Through it the CLI and the console act: GET /admin/state, PUT /admin/mode, GET/DELETE
+/admin/diffs. Prometheus reads /gateway/metrics (no secrets in it, so no token).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from litestar import Litestar, Request, Response, delete, get, put
+from litestar.datastructures import State
+from litestar.exceptions import NotAuthorizedException, ValidationException
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+if TYPE_CHECKING:
+    from ops.gateway.proxy import Gateway
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class GatewayMetrics:
+    """The gateway's own measurements, per upstream and route template, in its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gateway_requests",
+            "Requests answered through the gateway",
+            ("upstream", "route", "method", "status_class"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gateway_request_duration_seconds",
+            "Time from request to the upstream's full answer",
+            ("upstream", "route"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "gateway_retries",
+            "Idempotent requests retried on the other backend after a connection failure",
+            ("failed", "retried_on", "route"),
+            registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            "gateway_upstream_errors",
+            "Requests whose upstream could not be reached (answered 502)",
+            ("upstream", "route"),
+            registry=self.registry,
+        )
+        self.shadow_copies = Counter(
+            "gateway_shadow_copies",
+            "Shadow copies of reads: sent to the candidate, dropped (queue full or timeout)",
+            ("outcome",),
+            registry=self.registry,
+        )
+        self.diffs = Counter(
+            "gateway_shadow_diffs",
+            "Compared shadow answers by outcome (before noise is subtracted)",
+            ("route", "outcome"),
+            registry=self.registry,
+        )
+        self.websockets = Gauge(
+            "gateway_websockets",
+            "Open WebSockets relayed, per upstream",
+            ("upstream",),
+            registry=self.registry,
+        )
+        self.websocket_moves = Counter(
+            "gateway_websocket_moves",
+            "WebSockets closed with 1012 because a weight change moved their client",
+            registry=self.registry,
+        )
+
+
+class ModeChange(msgspec.Struct, forbid_unknown_fields=True):
+    """PUT /admin/mode: fields left out keep their current value."""
+
+    mode: str | None = None
+    primary: str | None = None
+    weight: int | None = None
+
+
+def build_admin_app(token: str, gateway: Gateway) -> Litestar:
+    """The admin app: state, mode changes, the diff table and the metrics."""
+
+    def check(request: Request[Any, Any, State]) -> None:
+        sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not token or not sent or not hmac.compare_digest(sent, token):
+            raise NotAuthorizedException(
+                "admin token required", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    @get("/admin/state")
+    async def read_state(request: Request[Any, Any, State]) -> dict[str, Any]:
+        check(request)
+        return gateway.describe()
+
+    @put("/admin/mode")
+    async def write_mode(request: Request[Any, Any, State], data: ModeChange) -> dict[str, Any]:
+        check(request)
+        now = gateway.controller.routing
+        mode = data.mode if data.mode is not None else now.mode
+        primary = data.primary if data.primary is not None else now.primary
+        weight = data.weight if data.weight is not None else now.weight
+        try:
+            gateway.controller.set(mode, primary, weight)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise ValidationException(
+                str(exc),
+                extra=[
+                    {"key": "mode", "message": "direct, shadow or canary"},
+                    {"key": "primary", "message": "mock or prod"},
+                    {"key": "weight", "message": "0..100"},
+                ],
+            ) from None
+        return gateway.describe()
+
+    @get("/admin/diffs")
+    async def read_diffs(
+        request: Request[Any, Any, State], min_samples: int = 50, threshold: float = 0.01
+    ) -> dict[str, Any]:
+        check(request)
+        return gateway.differ.document(min_samples, threshold)
+
+    @delete("/admin/diffs", status_code=200)
+    async def reset_diffs(request: Request[Any, Any, State]) -> dict[str, Any]:
+        check(request)
+        gateway.differ.reset()
+        return gateway.differ.document()
+
+    @get("/gateway/metrics")
+    async def metrics() -> Response[bytes]:
+        return Response(
+            generate_latest(gateway.metrics.registry),
+            media_type=CONTENT_TYPE_LATEST,
+        )
+
+    return Litestar(
+        [read_state, write_mode, read_diffs, reset_diffs, metrics],
+        openapi_config=None,
+        logging_config=None,
+    )
