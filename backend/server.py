@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import multiprocessing
 import os
@@ -32,6 +31,7 @@ from types import FrameType
 import uvicorn
 
 from backend.settings import Settings
+from contract.serving import Listener, until_started
 
 log = logging.getLogger("backend.server")
 
@@ -86,49 +86,6 @@ def check_port(host: str, port: int, what: str) -> None:
 # --- a worker ---------------------------------------------------------------------------------
 
 
-class Listener:
-    """Stops and resumes accepting connections on this worker's API socket (the `refuse` fault).
-
-    With every worker closed the port refuses connections, while the processes, their memory
-    and their open connections live on.
-    """
-
-    def __init__(self, server: uvicorn.Server, host: str, port: int) -> None:
-        self.server = server
-        self.host = host
-        self.port = port
-
-    async def set_refuse(self, refuse: bool) -> None:
-        if refuse:
-            for listening in self.server.servers:
-                listening.close()
-            self.server.servers = []
-            log.warning("fault: refusing connections")
-            return
-        if self.server.servers:
-            return
-        config = self.server.config
-        create_protocol = functools.partial(
-            config.http_protocol_class,  # type: ignore[call-arg]
-            config=config,
-            server_state=self.server.server_state,
-            app_state=self.server.lifespan.state,
-        )
-        loop = asyncio.get_running_loop()
-        listening = await loop.create_server(
-            create_protocol, sock=reuseport_socket(self.host, self.port), backlog=config.backlog
-        )
-        self.server.servers = [listening]
-        log.warning("fault cleared: accepting connections")
-
-
-async def _until_started(server: uvicorn.Server) -> None:
-    while not server.started:
-        if server.should_exit:
-            return
-        await asyncio.sleep(0.02)
-
-
 async def _orphan_watch(server: uvicorn.Server, parent: int) -> None:
     """Leave when the supervisor is gone (a worker must never outlive it)."""
     while os.getppid() == parent:  # noqa: ASYNC110 - nothing signals a parent's death
@@ -160,11 +117,11 @@ async def _serve_worker(settings: Settings, options: ServeOptions, ready: Proces
             server_header=False,
         )
     )
-    listener = Listener(server, options.host, options.port)
+    listener = Listener(server, lambda: reuseport_socket(options.host, options.port))
     follower = FaultFollower(settings.redis_url, faults, listener.set_refuse)
     sock = reuseport_socket(options.host, options.port)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
-    await _until_started(server)
+    await until_started(server)
     helpers: list[asyncio.Task[None]] = []
     if server.started:
         if faults.refuse:
