@@ -143,10 +143,11 @@ def test_injected_errors_fail_the_failure_gate(env: Env, faulty: Mock) -> None:
     assert 0.01 < failures.value < 0.15
 
 
-def test_the_gateway_does_not_exist_yet(env: Env) -> None:
+def test_a_gateway_that_is_not_running_is_named_with_its_command(env: Env) -> None:
     ran = ops(env, "loadtest", "--target", "gateway")
     assert ran.returncode == 2
-    assert "the gateway does not exist yet" in ran.stderr
+    assert "the gateway is not running" in ran.stderr
+    assert "./start.sh shadow" in ran.stderr
 
 
 def test_a_backend_that_is_not_running_is_named_with_its_command(env: Env) -> None:
