@@ -51,13 +51,12 @@ from ops.cli import (
     GateFailedError,
     PreconditionError,
     Run,
-    _gate,
     _next,
     _shown,
     out,
 )
 from ops.settings import OpsSettings, child_environment, read_env_file
-from ops.state import CutoverState
+from ops.state import CutoverState, gate_record
 
 TARGETS = ("mock", "prod", "gateway", "both")
 PROVIDERS = {"mock": "./start.sh simple", "prod": "./start.sh prod", "gateway": "./start.sh shadow"}
@@ -588,6 +587,6 @@ def _record(run: Run, results: Sequence[tuple[Target, RunResult]], folder: Path)
             failed = failed_gates(result.gates)
             detail = "; ".join(f"{g.name}: {g.detail}" for g in failed) or "all gates pass"
             key = "loadtest-knee" if result.mode == "knee" else "loadtest"
-            state.gates[f"{key}-{target.name}"] = _gate(not failed, detail, **figures)
+            state.gates[f"{key}-{target.name}"] = gate_record(not failed, detail, **figures)
 
     run.update(change)

@@ -41,6 +41,7 @@ from ops.state import (
     Outcome,
     StateError,
     StateStore,
+    gate_record,
     now_iso,
     write_atomic,
 )
@@ -222,10 +223,6 @@ def _next(*steps: str) -> None:
     out.print(Text("next: ", style="bold") + Text(" · ".join(steps)))
 
 
-def _gate(passed: bool, detail: str, **figures: Any) -> dict[str, Any]:
-    return {"passed": passed, "at": now_iso(), "detail": detail, **figures}
-
-
 # --- setup ----------------------------------------------------------------------------------
 
 
@@ -290,7 +287,9 @@ def _setup(run: Run) -> str:
         out.print(f"[green]✓[/] kept the existing {run.settings.env_file.name}")
     problems = check_imports()
     if problems:
-        run.update(lambda s: s.gates.__setitem__("imports", _gate(False, "; ".join(problems))))
+        run.update(
+            lambda s: s.gates.__setitem__("imports", gate_record(False, "; ".join(problems)))
+        )
         raise GateFailedError(
             "some packages do not import:\n  " + "\n  ".join(problems),
             "./start.sh setup again after fixing them (start.sh re-installs when "
@@ -299,7 +298,7 @@ def _setup(run: Run) -> str:
 
     def change(state: CutoverState) -> None:
         state.advance("setup")
-        state.gates["imports"] = _gate(True, "all packages import")
+        state.gates["imports"] = gate_record(True, "all packages import")
 
     run.update(change)
     out.print("[green]✓[/] all packages import")
@@ -359,7 +358,7 @@ def _simple(run: Run) -> str:
         raise PreconditionError(str(exc), "./start.sh status; set MOCK_PORT in .env") from None
     except services.ServiceError as exc:
         summary = exc.summary
-        run.update(lambda s: s.gates.__setitem__("mock-health", _gate(False, summary)))
+        run.update(lambda s: s.gates.__setitem__("mock-health", gate_record(False, summary)))
         raise GateFailedError(str(exc), "./start.sh logs mock", summary=summary) from None
     record = result.record
     body = result.health.body or {}
@@ -373,7 +372,7 @@ def _simple(run: Run) -> str:
             "started_at": record.started_at,
         }
         if not result.already_running:
-            state.gates["mock-health"] = _gate(
+            state.gates["mock-health"] = gate_record(
                 True, "healthy", startup_seconds=result.startup_seconds
             )
 
@@ -556,7 +555,9 @@ def _start_recorded(run: Run, spec: services.ServiceSpec, env: dict[str, str]) -
         raise PreconditionError(str(exc), "./start.sh status; choose other ports in .env") from None
     except services.ServiceError as exc:
         summary = exc.summary
-        run.update(lambda s: s.gates.__setitem__(f"{spec.name}-health", _gate(False, summary)))
+        run.update(
+            lambda s: s.gates.__setitem__(f"{spec.name}-health", gate_record(False, summary))
+        )
         raise GateFailedError(str(exc), f"./start.sh logs {spec.name}", summary=summary) from None
     record = result.record
 
@@ -570,7 +571,7 @@ def _start_recorded(run: Run, spec: services.ServiceSpec, env: dict[str, str]) -
             "started_at": record.started_at,
         }
         if not result.already_running:
-            state.gates[f"{spec.name}-health"] = _gate(
+            state.gates[f"{spec.name}-health"] = gate_record(
                 True, "healthy", startup_seconds=result.startup_seconds
             )
 

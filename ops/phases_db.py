@@ -16,13 +16,12 @@ from ops.cli import (
     GateFailedError,
     PreconditionError,
     Run,
-    _gate,
     _next,
     _shown,
     ensure_env_file,
     out,
 )
-from ops.state import CutoverState
+from ops.state import CutoverState, gate_record
 
 
 def db_phase(run: Run, *, force_embedded: bool = False, check_only: bool = False) -> str:
@@ -156,7 +155,7 @@ def _record(
 
     def change(state: CutoverState) -> None:
         state.advance("db")
-        state.gates["databases"] = _gate(result.passed, detail, **figures)
+        state.gates["databases"] = gate_record(result.passed, detail, **figures)
         for server in started:
             state.processes[server.name] = {
                 "pid": server.pid,

@@ -25,14 +25,13 @@ from ops.cli import (
     GateFailedError,
     PreconditionError,
     Run,
-    _gate,
     _next,
     _shown,
     ensure_env_file,
     out,
 )
 from ops.settings import read_env_file
-from ops.state import CutoverState, write_atomic
+from ops.state import CutoverState, gate_record, write_atomic
 
 API = "/api/v1"
 # The frontend's reads per dashboard minute (loadtests/locustfile.py), with the options read
@@ -340,7 +339,7 @@ def shadow_phase(run: Run, args: ShadowArgs) -> str:
             if part
         )
     )
-    gate = _gate(
+    gate = gate_record(
         passed,
         detail,
         threshold=threshold,

@@ -78,6 +78,11 @@ def now_iso() -> str:
     return iso_ms(time.time())
 
 
+def gate_record(passed: bool, detail: str, **figures: Any) -> dict[str, Any]:
+    """A gate's verdict as the state records it: passed, when, why, and its figures."""
+    return {"passed": passed, "at": now_iso(), "detail": detail, **figures}
+
+
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace `path` with `data` so that readers see the old file or the new one, never a mix.
 

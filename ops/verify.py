@@ -53,13 +53,12 @@ from ops.cli import (
     GateFailedError,
     PreconditionError,
     Run,
-    _gate,
     _next,
     _shown,
     out,
 )
 from ops.settings import PROJECT_ROOT, OpsSettings, read_env_file
-from ops.state import CutoverState
+from ops.state import CutoverState, gate_record
 
 API = "/api/v1"
 OPENAPI = PROJECT_ROOT / "contract" / "openapi.json"
@@ -1178,10 +1177,10 @@ def _record(
                 if count:
                     problems.append(f"schemathesis: {count} failures")
             detail = "; ".join(problems) or "contract holds"
-            state.gates[f"contract-{target.name}"] = _gate(not problems, detail, **figures)
+            state.gates[f"contract-{target.name}"] = gate_record(not problems, detail, **figures)
         if len(targets) == 2 and outcome.fuzz is not None:
             count = len(outcome.fuzz.disagreements)
-            state.gates["contract-both"] = _gate(
+            state.gates["contract-both"] = gate_record(
                 count == 0,
                 f"{count} disagreements in {outcome.fuzz.compared} compared answers",
                 disagreements=count,

@@ -28,7 +28,9 @@ from contract.identity import (
     ACCESS_SECONDS,
     DEMO_EMAIL,
     DEMO_NAME,
+    Claims,
     TokenError,
+    TokenType,
     decode_token,
     issue_token,
     normalise_email,
@@ -165,15 +167,19 @@ class PgUsers:
                     raise Unauthorized(_BAD_LOGIN) from exc
         return pair
 
-    async def refresh(self, refresh_token: str) -> TokenPair:
+    def _claims(self, token: str, kind: TokenType) -> tuple[Claims, uuid.UUID]:
+        """A token's claims and its subject as a user id; 401 naming what is wrong."""
         try:
-            claims = decode_token(self._secret, refresh_token, "refresh")
+            claims = decode_token(self._secret, token, kind)
         except TokenError as exc:
-            raise Unauthorized(f"Invalid refresh token: {exc}") from exc
+            raise Unauthorized(f"Invalid {kind} token: {exc}") from exc
         try:
-            user_id = uuid.UUID(claims.sub)
+            return claims, uuid.UUID(claims.sub)
         except ValueError:
-            raise Unauthorized("Invalid refresh token: malformed subject") from None
+            raise Unauthorized(f"Invalid {kind} token: malformed subject") from None
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        claims, user_id = self._claims(refresh_token, "refresh")
         spent = Unauthorized("Refresh token already used, revoked or unknown")
         with database_calls():
             async with self._sessions() as session:
@@ -192,14 +198,7 @@ class PgUsers:
         return pair
 
     async def authenticate(self, access_token: str) -> Principal:
-        try:
-            claims = decode_token(self._secret, access_token, "access")
-        except TokenError as exc:
-            raise Unauthorized(f"Invalid access token: {exc}") from exc
-        try:
-            user_id = uuid.UUID(claims.sub)
-        except ValueError:
-            raise Unauthorized("Invalid access token: malformed subject") from None
+        claims, user_id = self._claims(access_token, "access")
         with database_calls():
             async with self._sessions() as session:
                 found = (

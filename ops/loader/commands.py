@@ -11,7 +11,6 @@ import json
 import sys
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -22,7 +21,7 @@ from ops.loader.feedback import Feedback, QuietFeedback, RichFeedback, print_rep
 from ops.loader.run import LoadError, LoadOptions, load, pause_after_from_env
 from ops.loader.sources import SourceError, parse_symbols
 from ops.loader.verify import VerifyReport, verify
-from ops.state import CutoverState, now_iso
+from ops.state import CutoverState, gate_record
 
 # A longer table is cut to its mismatching rows.
 FULL_TABLE_SERIES = 100
@@ -67,10 +66,6 @@ def _raise(exc: LoadError) -> None:
     raise GateFailedError(str(exc), exc.next_step) from None
 
 
-def _gate(passed: bool, detail: str, **figures: Any) -> dict[str, Any]:
-    return {"passed": passed, "at": now_iso(), "detail": detail, **figures}
-
-
 def load_data(run: Run, args: LoadArgs) -> str:
     """`load-data`: returns the one-line summary for the history, or raises a CommandError."""
     try:
@@ -96,7 +91,7 @@ def load_data(run: Run, args: LoadArgs) -> str:
         raise  # unreachable: _raise always raises
 
     passed = not report.check_failures
-    gate = _gate(
+    gate = gate_record(
         passed,
         report.message() if passed else "; ".join(report.check_failures[:3]),
         run_id=report.run_id,
@@ -181,7 +176,7 @@ def verify_data(run: Run, args: VerifyArgs) -> str:
         _raise(exc)
         raise
     passed = not report.mismatches
-    gate = _gate(
+    gate = gate_record(
         passed,
         report.message(),
         series=len(report.series),
