@@ -245,8 +245,8 @@ def _check_reachable(path: Path, account: RunAs) -> None:
         if info.st_uid != account.uid and not info.st_mode & 0o001:
             raise EmbeddedError(
                 f"PostgreSQL runs as the user {account.name}, who cannot enter {parent} "
-                f"(mode {info.st_mode & 0o777:o}); put CUTOVER_VAR_DIR somewhere it can reach "
-                f"or allow it: chmod o+x {parent}"
+                f"(mode {info.st_mode & 0o777:o}) on the way to {path}; keep the project and "
+                f"CUTOVER_VAR_DIR where it can reach, or allow it: chmod o+x {parent}"
             )
 
 
@@ -372,6 +372,7 @@ def init_postgres(settings: OpsSettings, config: EmbeddedConfig) -> float | None
     pg_dir = data.parent
     pg_dir.mkdir(parents=True, exist_ok=True)
     embedded_dir(settings).chmod(0o755)
+    _check_reachable(bin_dir / "initdb", account)
     _check_reachable(pg_dir, account)
     if data.exists():
         shutil.rmtree(data)  # a half-made directory from an interrupted initdb
