@@ -98,6 +98,7 @@ class OpsSettings:
     frontend_port: int
     health_timeout: float
     stop_grace: float
+    frontend_env_file: Path
 
     @property
     def run_dir(self) -> Path:
@@ -160,6 +161,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> OpsSettings:
         frontend_port=ports["FRONTEND_PORT"],
         health_timeout=_seconds(env, "CUTOVER_HEALTH_TIMEOUT", 30.0),
         stop_grace=_seconds(env, "CUTOVER_STOP_GRACE", 10.0),
+        frontend_env_file=_path(env, "FRONTEND_ENV_FILE", root / "frontend.env", root),
     )
 
 

@@ -7,12 +7,15 @@ Through it the CLI and the console act: GET /admin/state, PUT /admin/mode, GET/D
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar import Litestar, Request, Response, delete, get, put
-from litestar.datastructures import State
+from litestar import Litestar, Response, Router, delete, get, put
+from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, ValidationException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import ControllerRouterHandler, Guard
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -91,24 +94,34 @@ class ModeChange(msgspec.Struct, forbid_unknown_fields=True):
     weight: int | None = None
 
 
-def build_admin_app(token: str, gateway: Gateway) -> Litestar:
-    """The admin app: state, mode changes, the diff table and the metrics."""
+def admin_guard(token: str) -> Guard:
+    """A guard: `Authorization: Bearer ADMIN_TOKEN` or 401. An empty token admits no one."""
 
-    def check(request: Request[Any, Any, State]) -> None:
-        sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        sent = connection.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not token or not sent or not hmac.compare_digest(sent, token):
             raise NotAuthorizedException(
                 "admin token required", headers={"WWW-Authenticate": "Bearer"}
             )
 
-    @get("/admin/state")
-    async def read_state(request: Request[Any, Any, State]) -> dict[str, Any]:
-        check(request)
+    return guard
+
+
+def build_admin_app(
+    token: str, gateway: Gateway, extra: Sequence[ControllerRouterHandler] = ()
+) -> Litestar:
+    """The admin app: state, mode changes, the diff table and the metrics.
+
+    `extra` handlers (the canary's, the outbox's) are mounted under /admin with the same token
+    guard as the rest, so their paths are relative (`/canary` answers at /admin/canary).
+    """
+
+    @get("/state")
+    async def read_state() -> dict[str, Any]:
         return gateway.describe()
 
-    @put("/admin/mode")
-    async def write_mode(request: Request[Any, Any, State], data: ModeChange) -> dict[str, Any]:
-        check(request)
+    @put("/mode")
+    async def write_mode(data: ModeChange) -> dict[str, Any]:
         now = gateway.controller.routing
         mode = data.mode if data.mode is not None else now.mode
         primary = data.primary if data.primary is not None else now.primary
@@ -126,16 +139,12 @@ def build_admin_app(token: str, gateway: Gateway) -> Litestar:
             ) from None
         return gateway.describe()
 
-    @get("/admin/diffs")
-    async def read_diffs(
-        request: Request[Any, Any, State], min_samples: int = 50, threshold: float = 0.01
-    ) -> dict[str, Any]:
-        check(request)
+    @get("/diffs")
+    async def read_diffs(min_samples: int = 50, threshold: float = 0.01) -> dict[str, Any]:
         return gateway.differ.document(min_samples, threshold)
 
-    @delete("/admin/diffs", status_code=200)
-    async def reset_diffs(request: Request[Any, Any, State]) -> dict[str, Any]:
-        check(request)
+    @delete("/diffs", status_code=200)
+    async def reset_diffs() -> dict[str, Any]:
         gateway.differ.reset()
         return gateway.differ.document()
 
@@ -147,7 +156,14 @@ def build_admin_app(token: str, gateway: Gateway) -> Litestar:
         )
 
     return Litestar(
-        [read_state, write_mode, read_diffs, reset_diffs, metrics],
+        [
+            Router(
+                "/admin",
+                route_handlers=[read_state, write_mode, read_diffs, reset_diffs, *extra],
+                guards=[admin_guard(token)],
+            ),
+            metrics,
+        ],
         openapi_config=None,
         logging_config=None,
     )
