@@ -35,7 +35,7 @@ from backend.live.channels import ChannelsLive
 from backend.live.feed import QuoteFeed
 from backend.market.history import PgHistory
 from backend.market.repositories import MarketRepository
-from backend.observability import FEED_LAG, QUEUE_DEPTH, security_headers
+from backend.observability import FEED_LAG, QUEUE_DEPTH, worker_header
 from backend.ratelimit import RedisLimiter
 from backend.settings import Settings
 from backend.signals.service import RecordingSignals
@@ -256,7 +256,7 @@ def create_app(settings: Settings, *, worker: str | None = None) -> Litestar:
         on_shutdown=[stop],
         plugins=[channels.plugin],
         exception_handlers=dict.fromkeys(DATABASE_EXCEPTIONS, database_down_handler),
-        before_send=[security_headers(worker or str(os.getpid()))],
+        before_send=[worker_header(worker or str(os.getpid()))],
     )
     app.state.production = parts
     return app

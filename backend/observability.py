@@ -5,8 +5,7 @@
   and `/metrics` on any worker sums all of them. The backend adds cache hits and misses, the feed's
   lag and the backtest queue's depth.
 - Sentry's Litestar integration when SENTRY_DSN is set, initialised before the app is built.
-- Headers on every answer: which worker answered, and security headers with a strict CSP for the
-  API (the interactive docs under /schema get one that lets them load).
+- X-Worker on every answer: which worker answered (the security headers are the contract's).
 """
 
 from __future__ import annotations
@@ -49,39 +48,13 @@ QUEUE_DEPTH = Gauge(
     multiprocess_mode="livemax",
 )
 
-API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-# The docs pages load their UI from a CDN and run inline bootstrap code.
-DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net "
-    "https://unpkg.com; style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net "
-    "https://unpkg.com https://fonts.googleapis.com; font-src 'self' https://fonts.gstatic.com; "
-    "img-src 'self' data: https:; frame-ancestors 'none'"
-)
-_DOCS_PAGES = ("/schema",)
-_DOCS_DOCUMENTS = ("/schema/openapi.json", "/schema/openapi.yaml", "/schema/openapi.yml")
 
-
-def security_headers(worker: str) -> Callable[[Message, Scope], Any]:
-    """A before-send hook: X-Worker plus the security headers, on every HTTP answer.
-
-    No handler sets these, so they are appended as prepared bytes (this runs on every answer).
-    """
-    common = [
-        (b"x-worker", worker.encode()),
-        (b"x-content-type-options", b"nosniff"),
-        (b"x-frame-options", b"DENY"),
-        (b"referrer-policy", b"no-referrer"),
-        (b"cross-origin-opener-policy", b"same-origin"),
-    ]
-    api = [*common, (b"content-security-policy", API_CSP.encode())]
-    docs = [*common, (b"content-security-policy", DOCS_CSP.encode())]
+def worker_header(worker: str) -> Callable[[Message, Scope], Any]:
+    """A before-send hook: X-Worker (which worker answered) on every answer and WebSocket accept.
+    The security headers are the contract's (contract/app.py), the same on both backends."""
 
     async def stamp(message: Message, scope: Scope) -> None:
-        if message["type"] == "http.response.start":
-            path: str = scope.get("path", "")
-            page = path.startswith(_DOCS_PAGES) and not path.startswith(_DOCS_DOCUMENTS)
-            message["headers"] = [*message.get("headers", ()), *(docs if page else api)]
-        elif message["type"] == "websocket.accept":
+        if message["type"] in ("http.response.start", "websocket.accept"):
             headers = MutableScopeHeaders.from_message(message)
             headers["X-Worker"] = worker
 

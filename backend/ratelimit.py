@@ -9,6 +9,7 @@ the limiter fails open -- availability over strictness -- and logs that it does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import cast
 
@@ -36,6 +37,12 @@ end
 if left < 0 then left = tonumber(ARGV[1]) end
 return {count, left}
 """
+# KEYS[1]: the counter. Takes back one event of the open window; never below zero.
+_RELEASE = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+"""
 
 
 class RedisLimiter:
@@ -44,6 +51,7 @@ class RedisLimiter:
     def __init__(self, link: RedisLink) -> None:
         self._link = link
         self._script = link.client.register_script(_SCRIPT)
+        self._release = link.client.register_script(_RELEASE)
         self.failing_open = False
 
     async def _run(self, key: str, limit: int, window_seconds: int, count: bool) -> RateDecision:
@@ -73,3 +81,10 @@ class RedisLimiter:
 
     async def peek(self, key: str, limit: int, window_seconds: int) -> RateDecision:
         return await self._run(key, limit, window_seconds, count=False)
+
+    async def release(self, key: str, window_seconds: int) -> None:
+        # Redis down: the limiter fails open already, there is nothing to give back.
+        with contextlib.suppress(RedisDownError):
+            await self._link.call(
+                lambda client: self._release(keys=[KEY_PREFIX + key]), "release a rate limit"
+            )

@@ -86,7 +86,7 @@ def _proxies(env: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
-    found = env_list(env, "CORS_ORIGINS", ("http://localhost:3000",))
+    found = env_list(env, "CORS_ORIGINS", ("http://localhost:3000", "http://127.0.0.1:3000"))
     for origin in found:
         if origin != "*" and not origin.startswith(("http://", "https://")):
             raise SettingsError(
@@ -130,7 +130,7 @@ class Settings:
     demo_password: str = "demo-password-123"
     sentry_dsn: str | None = None
     sentry_environment: str = "production"
-    cors_origins: tuple[str, ...] = ("http://localhost:3000",)
+    cors_origins: tuple[str, ...] = ("http://localhost:3000", "http://127.0.0.1:3000")
     rate_limit_per_minute: int = 1200
     login_limit_per_account: int = 10
     login_limit_per_address: int = 100

@@ -22,19 +22,20 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from contract import API_PREFIX, CONTRACT_VERSION
-from contract.errors import EXCEPTION_HANDLERS, RateLimited, send_error
+from contract.errors import EXCEPTION_HANDLERS, MAX_BODY_BYTES, RateLimited, send_error
 from contract.identity import TokenError, decode_token
 from contract.logs import request_id_var
 from contract.ports import Services
 from contract.routes import ROUTES
 from contract.routes.deps import provide_services
 
-MAX_BODY_BYTES = 1024 * 1024
 access_log = logging.getLogger("access")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _EXPOSED = [
     "X-Request-ID",
     "X-Backend",
+    # Set by the gateway on what it relays: the dashboard shows which upstream answered.
+    "X-Gateway-Upstream",
     "Retry-After",
     "RateLimit-Limit",
     "RateLimit-Remaining",
@@ -135,14 +136,46 @@ class RequestContext:
             request_id_var.reset(token)
 
 
+# Security headers of every HTTP answer, the same on both backends. A JSON API is never rendered,
+# framed or sniffed as a page. No Strict-Transport-Security: the backends speak plain HTTP on
+# loopback, browsers ignore HSTS without TLS, and whatever terminates TLS in front sets it.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# The docs pages under /schema load their UI from a CDN and run inline bootstrap code.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net "
+    "https://unpkg.com; style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net "
+    "https://unpkg.com https://fonts.googleapis.com; font-src 'self' https://fonts.gstatic.com; "
+    "img-src 'self' data: https:; frame-ancestors 'none'"
+)
+_DOCS_PAGES = ("/schema",)
+_DOCS_DOCUMENTS = ("/schema/openapi.json", "/schema/openapi.yaml", "/schema/openapi.yml")
+_COMMON_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+# Appended as prepared bytes: no handler sets them, and this runs on every answer.
+_API_HEADERS = [*_COMMON_HEADERS, (b"content-security-policy", API_CSP.encode())]
+_DOCS_HEADERS = [*_COMMON_HEADERS, (b"content-security-policy", DOCS_CSP.encode())]
+
+
 def stamp_headers(backend: str) -> Callable[[Message, Scope], Any]:
-    """A before-send hook: X-Request-ID and X-Backend on every answer, 404s and 405s included."""
+    """A before-send hook: X-Request-ID, X-Backend and the security headers on every answer,
+    404s and 405s included (a WebSocket accept gets the first two)."""
 
     async def stamp(message: Message, scope: Scope) -> None:
         if message["type"] in ("http.response.start", "websocket.accept"):
             headers = MutableScopeHeaders.from_message(message)
             headers["X-Request-ID"] = _request_id(scope)
             headers["X-Backend"] = backend
+        if message["type"] == "http.response.start":
+            path: str = scope.get("path", "")
+            page = path.startswith(_DOCS_PAGES) and not path.startswith(_DOCS_DOCUMENTS)
+            message["headers"] = [
+                *message.get("headers", ()),
+                *(_DOCS_HEADERS if page else _API_HEADERS),
+            ]
 
     return stamp
 

@@ -26,6 +26,7 @@ from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_401_UNAUTHORIZED,
     HTTP_409_CONFLICT,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
@@ -36,6 +37,8 @@ from litestar.types import HTTPResponseBodyEvent, HTTPResponseStartEvent, Send
 from contract.types import Interval, Timeframe
 
 log = logging.getLogger("contract.errors")
+
+MAX_BODY_BYTES = 1024 * 1024
 
 
 class FieldError(HTTPException):
@@ -150,12 +153,20 @@ def _undecodable_handler(_: Request[Any, Any, Any], exc: Exception) -> Response[
     return _bad_body("Body is not valid UTF-8 JSON")
 
 
+def _too_deep_handler(_: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    # msgspec gives up on a body nested deeper than the interpreter's recursion limit.
+    return _bad_body("Body is nested too deeply to decode")
+
+
 def _http_handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     headers = dict(exc.headers or {})
     if exc.status_code == HTTP_401_UNAUTHORIZED:
         headers.setdefault("WWW-Authenticate", "Bearer")
+    detail = exc.detail
+    if exc.status_code == HTTP_413_REQUEST_ENTITY_TOO_LARGE:
+        detail = f"Body too large: at most 1 MiB ({MAX_BODY_BYTES} bytes) is accepted"
     return Response(
-        _body(exc.status_code, exc.detail, exc.extra if isinstance(exc.extra, list) else None),
+        _body(exc.status_code, detail, exc.extra if isinstance(exc.extra, list) else None),
         status_code=exc.status_code,
         headers=headers,
         media_type=MediaType.JSON,
@@ -175,6 +186,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     ValidationException: _validation_handler,
     UnicodeDecodeError: _undecodable_handler,
     SerializationException: _undecodable_handler,
+    RecursionError: _too_deep_handler,
     HTTPException: _http_handler,
     Exception: _bug_handler,
 }

@@ -11,17 +11,20 @@ import asyncio
 import contextlib
 import hmac
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 import msgspec
-from litestar import Litestar, Request, get, put
+from litestar import Litestar, Request, Router, get, put
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, ValidationException
+from litestar.handlers.base import BaseRouteHandler
 from litestar.types import (
     ASGIApp,
+    ControllerRouterHandler,
     HTTPResponseBodyEvent,
     HTTPResponseStartEvent,
     Message,
@@ -143,11 +146,18 @@ class FaultMiddleware:
 
 
 def build_admin_app(
-    token: str, state: FaultState, set_refuse: Callable[[bool], Awaitable[None]]
+    token: str,
+    state: FaultState,
+    set_refuse: Callable[[bool], Awaitable[None]],
+    extra: Sequence[ControllerRouterHandler] = (),
 ) -> Litestar:
-    """The admin app (loopback only): GET/PUT /admin/faults with `Authorization: Bearer TOKEN`."""
+    """The admin app (loopback only): GET/PUT /admin/faults with `Authorization: Bearer TOKEN`.
 
-    def check(request: Request[Any, Any, State]) -> None:
+    `extra` handlers (a backend's own admin routes, e.g. the mock's records rebuild) are served
+    with the same token check; give them their full paths.
+    """
+
+    def check(request: ASGIConnection[Any, Any, Any, Any]) -> None:
         sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not sent or not hmac.compare_digest(sent, token):
             raise NotAuthorizedException(
@@ -185,5 +195,11 @@ def build_admin_app(
             state.refuse = data.refuse
         return asdict(state)
 
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        check(connection)
+
+    handlers: list[ControllerRouterHandler] = [read_faults, write_faults]
+    if extra:
+        handlers.append(Router("/", route_handlers=list(extra), guards=[guard]))
     # No logging config: the process's own structured logging stays in place.
-    return Litestar([read_faults, write_faults], openapi_config=None, logging_config=None)
+    return Litestar(handlers, openapi_config=None, logging_config=None)

@@ -142,6 +142,11 @@ class RateLimitPort(Protocol):
         """The state of `key` without counting."""
         ...
 
+    async def release(self, key: str, window_seconds: int) -> None:
+        """Give back one event `hit` counted in the current window (it turned out not to count,
+        e.g. a login attempt that succeeded); never below zero."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:

@@ -16,7 +16,9 @@ from msgspec import Meta, Struct
 SYMBOL_PATTERN = r"^[A-Za-z0-9.\-^]{1,12}$"
 NAME_PATTERN = r"^[A-Za-z0-9 _\-]{1,64}$"
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9_\-]{1,64}$"
-EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,63}$"
+# No control characters (a NUL cannot be stored in PostgreSQL text) in what a user types.
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,190}\.[^@\s\x00-\x1f\x7f]{1,63}$"
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 
 Symbol = Annotated[
@@ -434,7 +436,15 @@ Password = Annotated[str, Meta(min_length=10, max_length=128, description="10-12
 class UserCreate(Struct, forbid_unknown_fields=True):
     email: Email
     password: Password
-    name: Annotated[str, Meta(min_length=1, max_length=64)]
+    name: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=64,
+            pattern=TEXT_PATTERN,
+            description="1-64 characters, no control characters",
+        ),
+    ]
 
 
 class User(Struct):
@@ -449,7 +459,7 @@ class UserEnvelope(Struct):
 
 
 class LoginRequest(Struct, forbid_unknown_fields=True):
-    email: Annotated[str, Meta(min_length=3, max_length=254)]
+    email: Annotated[str, Meta(min_length=3, max_length=254, pattern=TEXT_PATTERN)]
     password: Annotated[str, Meta(min_length=1, max_length=128)]
 
 

@@ -92,7 +92,9 @@ class MemoryBacktests:
             if record.status == "running":
                 record.status, record.result = "done", result
         finally:
-            self._tasks.pop(key, None)
+            # Only this run's own entry: a rebuild may have started a new run under the key.
+            if self._tasks.get(key) is asyncio.current_task():
+                del self._tasks[key]
 
     async def of_user(self, user_id: str) -> BacktestList:
         mine = [rec for (owner, _), rec in self.records.items() if owner == user_id]
@@ -125,6 +127,18 @@ class MemoryBacktests:
             task = self._tasks.pop(key, None)
             if task is not None:
                 task.cancel()
+
+    def replace(self, records: list[BacktestRecord]) -> None:
+        """Hold exactly these backtests (the rollback's rebuild); the ones prod had not finished
+        run here, as if just submitted."""
+        for task in self._tasks.values():
+            task.cancel()
+        self._tasks = {}
+        self.records = {(record.user_id, record.id): record for record in records}
+        for key, record in self.records.items():
+            if record.status in ("queued", "running"):
+                record.status = "queued"
+                self._tasks[key] = asyncio.create_task(self._run(key))
 
     async def delete_user(self, user_id: str) -> None:
         for key in [key for key in self.records if key[0] == user_id]:

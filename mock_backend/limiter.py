@@ -35,6 +35,11 @@ class MemoryLimiter:
         _, count, reset = self._state(key, window_seconds)
         return RateDecision(count < limit, limit, max(0, limit - count), reset)
 
+    async def release(self, key: str, window_seconds: int) -> None:
+        window, count, _ = self._state(key, window_seconds)
+        if count > 0:
+            self._windows[key] = (window, count - 1)
+
     def _prune(self, window_seconds: int) -> None:
         current = int(self._clock() // window_seconds)
         self._windows = {k: v for k, v in self._windows.items() if v[0] == current}

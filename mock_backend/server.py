@@ -10,6 +10,7 @@ import uvicorn
 from contract.faults import FaultMiddleware, build_admin_app
 from contract.serving import Listener, until_started
 from mock_backend.app import create_app
+from mock_backend.records import records_handler
 from mock_backend.settings import MockSettings
 
 log = logging.getLogger("mock_backend")
@@ -33,7 +34,12 @@ async def serve(settings: MockSettings, host: str, port: int, admin_port: int) -
     listener = Listener(api_server, api_server.config.bind_socket)
     servers = [api_server]
     if admin_port:
-        admin = build_admin_app(settings.admin_token, parts.faults, listener.set_refuse)
+        admin = build_admin_app(
+            settings.admin_token,
+            parts.faults,
+            listener.set_refuse,
+            [records_handler(parts, settings.demo_password)],
+        )
         servers.append(
             uvicorn.Server(
                 uvicorn.Config(

@@ -30,7 +30,7 @@ class MockSettings:
     rate_limit_per_minute: int = 1200
     login_limit_per_account: int = 10
     login_limit_per_address: int = 100
-    cors_origins: tuple[str, ...] = ("http://localhost:3000",)
+    cors_origins: tuple[str, ...] = ("http://localhost:3000", "http://127.0.0.1:3000")
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     log_level: str = "INFO"
     ws_max_subscriptions: int = 100
@@ -60,7 +60,9 @@ class MockSettings:
             rate_limit_per_minute=env_int(env, "RATE_LIMIT_PER_MINUTE", 1200, 1, 10_000_000),
             login_limit_per_account=env_int(env, "LOGIN_LIMIT_PER_ACCOUNT", 10, 1, 1_000_000),
             login_limit_per_address=env_int(env, "LOGIN_LIMIT_PER_ADDRESS", 100, 1, 1_000_000),
-            cors_origins=env_list(env, "CORS_ORIGINS", ("http://localhost:3000",)),
+            cors_origins=env_list(
+                env, "CORS_ORIGINS", ("http://localhost:3000", "http://127.0.0.1:3000")
+            ),
             trusted_proxies=env_list(env, "TRUSTED_PROXIES", ("127.0.0.1", "::1")),
             log_level=level,
             ws_max_subscriptions=env_int(env, "WS_MAX_SUBSCRIPTIONS", 100, 1, 100),

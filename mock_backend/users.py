@@ -55,6 +55,18 @@ class MemoryUsers:
         self._refresh: dict[str, str] = {}  # live refresh-token jti -> user id
         self.revoked_before: dict[str, float] = {}  # user id -> time of deletion
 
+    def replace(
+        self,
+        users: list[UserRecord],
+        refresh: dict[str, str],
+        revoked_before: dict[str, float],
+    ) -> None:
+        """Hold exactly these users, live refresh tokens (jti -> user id) and deletions: the
+        rollback's rebuild from PostgreSQL."""
+        self.users = {record.id: record for record in users}
+        self._refresh = dict(refresh)
+        self.revoked_before = dict(revoked_before)
+
     async def ensure_demo(self, password: str) -> None:
         if user_id_for(DEMO_EMAIL) not in self.users:
             await self.register(UserCreate(email=DEMO_EMAIL, password=password, name=DEMO_NAME))

@@ -54,6 +54,10 @@ class MemoryWatchlists:
         if self.records.pop((user_id, name), None) is None:
             raise NotFound(f"No watchlist named {name!r}")
 
+    def replace(self, records: dict[tuple[str, str], WatchlistRecord]) -> None:
+        """Hold exactly these watchlists ((user id, name) -> record): the rollback's rebuild."""
+        self.records = dict(records)
+
     async def delete_user(self, user_id: str) -> None:
         for key in [key for key in self.records if key[0] == user_id]:
             del self.records[key]

@@ -347,6 +347,40 @@ def _show_mock_answering(url: str) -> None:
         out.print(f"  GET /api/v1/market-data/SPY → {body['price']}{change_text}")
 
 
+def _rebuild_mock_records(run: Run) -> None:
+    """A mock started while PostgreSQL holds users, watchlists and backtests gets them all, so a
+    restarted mock loses nothing that was written during the cutover."""
+    import asyncio
+
+    from ops import databases
+    from ops.records import RecordsError, rebuild_mock
+
+    given = databases.configured(run.settings).get("postgres")
+    if given is None or not run.settings.mock_admin_port:
+        return
+    url = given[0]
+    probe = databases.probe_postgres(url)
+    if not probe.ok or probe.revision != databases.head_revision():
+        out.print(
+            f"[yellow]![/] the mock starts empty: PostgreSQL ({databases.mask_url(url)}) "
+            f"{'is not at head' if probe.ok else 'does not answer'}, so no records to rebuild"
+        )
+        return
+    token = {**read_env_file(run.settings.env_file), **os.environ}.get("ADMIN_TOKEN", "")
+    admin = run.settings.url(run.settings.mock_admin_port)
+    try:
+        counts = asyncio.run(rebuild_mock(url, admin, token))
+    except RecordsError as exc:
+        raise GateFailedError(
+            f"the mock started but could not be rebuilt from PostgreSQL: {exc}",
+            "./start.sh logs mock; ./start.sh rollback (rebuilds it again)",
+        ) from None
+    out.print(
+        f"[green]✓[/] rebuilt from PostgreSQL: {counts.users} users, {counts.watchlists} "
+        f"watchlists, {counts.backtests} backtests"
+    )
+
+
 def _simple(run: Run) -> str:
     for line in ensure_env_file(run.settings):
         out.print(f"[green]✓[/] {line}")
@@ -392,6 +426,8 @@ def _simple(run: Run) -> str:
             f"  health: {body.get('status')} · backend {body.get('backend')} · data "
             f"{data.get('source')} (seed {data.get('seed')}, as of {data.get('asof')})"
         )
+    if not result.already_running:
+        _rebuild_mock_records(run)
     _show_mock_answering(str(record.url))
     out.print(f"  try: curl {record.health_url}")
     log = _shown(run.settings, services.log_path(run.settings, "mock"))
@@ -677,6 +713,112 @@ def shadow(
     state_changing("shadow", lambda run: shadow_phase(run, args))
 
 
+# --- canary / abort / resume (bodies in ops/phases_canary.py) ------------------------------
+
+
+@app.command()
+def canary(
+    steps: Annotated[str, typer.Option(help="Prod's weight in % at each step, rising.")] = (
+        "5,25,50,100"
+    ),
+    hold: Annotated[str, typer.Option(help="How long each step holds (60s, 2m).")] = "60s",
+    interval: Annotated[str, typer.Option(help="Analysis interval (10s, 500ms).")] = "10s",
+    min_samples: Annotated[
+        int, typer.Option(help="Prod's answers an interval needs; fewer pauses.", min=1)
+    ] = 200,
+    breaches: Annotated[
+        int, typer.Option(help="Consecutive breached intervals that roll back.", min=1)
+    ] = 2,
+    p95_ms: Annotated[float, typer.Option(help="Highest p95 of prod's answers, in ms.")] = 100.0,
+    success_rate: Annotated[str, typer.Option(help="Lowest non-5xx share (99.9%).")] = "99.9%",
+    diff_rate: Annotated[str, typer.Option(help="Highest mirrored-read diff rate.")] = "1%",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Judge and report, never act (steps still advance).")
+    ] = False,
+) -> None:
+    """Start the canary in the gateway and follow it; Ctrl-C detaches, the canary goes on."""
+    from ops.phases_canary import CanaryArgs, canary_command  # it imports this module
+
+    canary_command(
+        CanaryArgs(
+            steps, hold, interval, min_samples, breaches, p95_ms, success_rate, diff_rate, dry_run
+        )
+    )
+
+
+@app.command()
+def abort() -> None:
+    """Stop a running canary: weight 0, status aborted; nothing else changes."""
+    from ops.phases_canary import abort_command  # it imports this module
+
+    abort_command()
+
+
+@app.command()
+def resume() -> None:
+    """Continue an aborted or paused canary from its last step, and follow it."""
+    from ops.phases_canary import resume_command  # it imports this module
+
+    resume_command()
+
+
+# --- promote / rollback / decommission (bodies in ops/phases_cutover.py) ---------------------
+
+
+@app.command()
+def promote() -> None:
+    """Every client to prod now: a pg_dump first, then weight 100; the frontend on the gateway."""
+    from ops.phases_cutover import promote_phase  # it imports this module
+
+    state_changing("promote", promote_phase)
+
+
+@app.command()
+def rollback() -> None:
+    """From any state: the mock rebuilt from PostgreSQL, every client back to it; prod stays up."""
+    from ops.phases_cutover import rollback_phase  # it imports this module
+
+    state_changing("rollback", rollback_phase)
+
+
+@app.command()
+def decommission(
+    force: Annotated[
+        bool, typer.Option("--force", help="Even if the state does not record a promotion.")
+    ] = False,
+) -> None:
+    """After a promotion held: the frontend on prod directly; the gateway and the mock stopped."""
+    from ops.phases_cutover import decommission_phase  # it imports this module
+
+    state_changing("decommission", lambda run: decommission_phase(run, force))
+
+
+# --- demo (body in ops/demo.py) ---------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    embedded: Annotated[
+        bool, typer.Option("--embedded", help="Use embedded PostgreSQL and Redis under var/.")
+    ] = False,
+) -> None:
+    """The whole cutover once, every stage timed: setup to promote, rollback drill, report."""
+    from ops.demo import run_demo  # it imports this module
+
+    read_only(lambda settings: run_demo(settings, embedded))
+
+
+# --- frontend (body in ops/phases_frontend.py) ----------------------------------------------
+
+
+@app.command()
+def frontend() -> None:
+    """Serve the reference dashboard on FRONTEND_PORT (3000) in the background."""
+    from ops.phases_frontend import frontend_phase  # it imports this module
+
+    read_only(frontend_phase)
+
+
 # --- status ---------------------------------------------------------------------------------
 
 
@@ -710,8 +852,10 @@ def status_document(settings: OpsSettings, history: int = 20) -> dict[str, Any]:
                 }
         processes.append(entry)
     holder = CutoverLock(settings.lock_file).live_holder()
+    gateway_alive = any(p["alive"] for p in processes if p["name"] == "gateway")
     return {
         "version": state.version,
+        "gateway": gateway_state(settings) if gateway_alive else None,
         "phase": state.phase,
         "mode": state.mode,
         "weight": state.weight,
@@ -721,6 +865,35 @@ def status_document(settings: OpsSettings, history: int = 20) -> dict[str, Any]:
         "history": msgspec.to_builtins(state.history[-history:]),
         "at": now_iso(),
     }
+
+
+def gateway_state(settings: OpsSettings) -> dict[str, Any] | None:
+    """What the running gateway says of itself (routing, counts, outbox, canary); None if mute."""
+    token = {**read_env_file(settings.env_file), **os.environ}.get("ADMIN_TOKEN", "")
+    headers = {"Authorization": f"Bearer {token}"}
+    base = settings.url(settings.gateway_admin_port)
+    try:
+        answer = httpx.get(f"{base}/admin/state", headers=headers, timeout=2.0)
+        document: dict[str, Any] = answer.json() if answer.status_code == 200 else {}
+    except (httpx.HTTPError, ValueError):
+        return None
+    return document or None
+
+
+def _gateway_text(gateway: dict[str, Any]) -> Text:
+    counts = gateway.get("counts") or {}
+    requests = counts.get("requests") or {}
+    sockets = counts.get("websockets") or {}
+    outbox = gateway.get("outbox") or {}
+    parts = [
+        f"gateway: {gateway.get('mode')} (primary {gateway.get('primary')}, "
+        f"weight {gateway.get('weight')} %)",
+        "requests " + ", ".join(f"{k} {v}" for k, v in requests.items()),
+        "sockets " + ", ".join(f"{k} {v}" for k, v in sockets.items()),
+    ]
+    if outbox:
+        parts.append(f"outbox {outbox.get('pending', 0)} pending")
+    return Text(" · ".join(parts))
 
 
 def _health_text(entry: dict[str, Any]) -> Text:
@@ -757,6 +930,8 @@ def render_status(doc: dict[str, Any]) -> Group:
             _health_text(entry),
         )
     parts: list[Any] = [header, procs]
+    if doc.get("gateway"):
+        parts.append(_gateway_text(doc["gateway"]))
     if doc["gates"]:
         gates = Table(title="gates", title_justify="left")
         for column in ("gate", "result", "at", "detail"):
@@ -898,6 +1073,17 @@ def logs(
     read_only(lambda settings: _logs(settings, name, lines, follow))
 
 
+# --- report (body in ops/report.py) --------------------------------------------------------
+
+
+@app.command()
+def report() -> None:
+    """The cutover report, Markdown and HTML: verdict, phases, diffs, gates, load, plots."""
+    from ops.report import report_command  # it imports this module
+
+    read_only(report_command)
+
+
 # --- contract / loadtest (bodies in ops/verify.py and loadtests/run.py) ---------------------
 
 
@@ -1023,6 +1209,29 @@ def _test(settings: OpsSettings, args: list[str]) -> int:
 def test(ctx: typer.Context) -> None:
     """Run the test suite (what CI runs); any arguments go to pytest, e.g. `test -x tests/ops`."""
     read_only(lambda settings: _test(settings, list(ctx.args)))
+
+
+# --- drill (body in ops/phases_drill.py) -----------------------------------------------------
+
+
+@app.command()
+def drill(
+    name: Annotated[str | None, typer.Argument(help="A drill's name, or all.")] = None,
+    show_list: Annotated[bool, typer.Option("--list", help="List the drills.")] = False,
+    minutes: Annotated[
+        float, typer.Option(help="soak: how long it holds the load.", min=1.5)
+    ] = 10.0,
+    rate: Annotated[
+        float | None, typer.Option(help="soak: requests/s (default: 80% of the knee).", min=1)
+    ] = None,
+) -> None:
+    """A rehearsed fault on a system of its own (embedded databases, free ports); exit 1 when
+    its promise broke."""
+    from ops.drills.outcome import DrillOptions
+    from ops.phases_drill import drill_command  # it imports this module
+
+    options = DrillOptions(minutes=minutes, rate=rate)
+    read_only(lambda settings: drill_command(settings, name, show_list, options))
 
 
 # --- bench ----------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from ops.cli import (
     ensure_env_file,
     out,
 )
+from ops.gateway.routing import CLIENT_COOKIE
 from ops.settings import read_env_file
 from ops.state import CutoverState, gate_record, write_atomic
 
@@ -164,7 +165,11 @@ class Traffic:
         # Each simulated dashboard from its own address, as loadtests/locustfile.py does, so
         # the backends' per-address rate limit sees a crowd, not one client at the whole rate.
         user = self.rng.randrange(USERS)
-        headers = {"X-Forwarded-For": f"10.77.{user >> 8}.{user & 255}"}
+        # and its own sticky cookie, so that a canary spreads the dashboards over the buckets.
+        headers = {
+            "X-Forwarded-For": f"10.77.{user >> 8}.{user & 255}",
+            "Cookie": f"{CLIENT_COOKIE}=dashboard-{user}",
+        }
         try:
             answer = await client.get(paths[0], headers=headers)
             self.sent += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -235,8 +236,22 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+# Below Linux's ephemeral range (32768-60999): ports the OS hands out for bind(0) and outgoing
+# connections, so a port chosen there can be taken by anyone before its server binds it.
+FREE_PORT_RANGE = (20000, 32767)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (the OS picks it)."""
+    """A port nothing uses right now, chosen at random below the ephemeral range (so parallel
+    test runs rarely pick the same one); the OS picks one if none of the tries is free."""
+    for _ in range(50):
+        port = random.randint(*FREE_PORT_RANGE)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

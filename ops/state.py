@@ -58,6 +58,9 @@ class CutoverState(msgspec.Struct, kw_only=True):
     history: list[HistoryEntry] = msgspec.field(default_factory=list)
     gates: dict[str, Any] = msgspec.field(default_factory=dict)
     processes: dict[str, Any] = msgspec.field(default_factory=dict)
+    # The canary controller's record (ops/gateway/canary.py): status, step, weight, settings and
+    # each interval's analysis. Empty until a canary starts; older files without it still load.
+    canary: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def advance(self, phase: str) -> None:
         """Move to `phase` if it lies ahead of the current early phase; never move back."""
@@ -181,10 +184,20 @@ class StateStore:
         write_atomic(self.path, msgspec.json.format(msgspec.json.encode(state)) + b"\n")
 
     def update(self, change: Callable[[CutoverState], None]) -> CutoverState:
-        """Load, apply `change`, save; returns the saved state. Callers hold the lock."""
-        state = self.load()
-        change(state)
-        self.save(state)
+        """Load, apply `change`, save; returns the saved state. Callers hold the lock.
+
+        The gateway writes too (routing, the canary's record) without the command lock, so the
+        read-modify-write itself is serialised on the directory: no writer loses another's change.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(dir_fd, fcntl.LOCK_EX)
+            state = self.load()
+            change(state)
+            self.save(state)
+        finally:
+            os.close(dir_fd)
         return state
 
     def record(self, command: str, outcome: Outcome, detail: str = "") -> CutoverState:

@@ -54,16 +54,28 @@ class AuthController(Controller):
             (f"login:account:{normalise_email(data.email)}", limits.login_per_account),
             (f"login:address:{address}", limits.login_per_address),
         )
+        window = limits.login_window_seconds
+        # Count the attempt before the password is checked (an atomic hit, not a peek): a burst
+        # of parallel guesses, on any worker, gets no more checks than the limit. A success is
+        # given back, so that only failures count.
+        counted: list[str] = []
         for key, limit in keys:
-            state = await services.limiter.peek(key, limit, limits.login_window_seconds)
+            state = await services.limiter.hit(key, limit, window)
             if not state.allowed:
+                for earlier in counted:
+                    await services.limiter.release(earlier, window)
                 raise RateLimited(limit, state.reset_seconds, "Too many failed logins")
+            counted.append(key)
+        failed = False
         try:
             return await services.users.login(data, address)
         except Unauthorized:
-            for key, limit in keys:
-                await services.limiter.hit(key, limit, limits.login_window_seconds)
+            failed = True
             raise
+        finally:
+            if not failed:
+                for key in counted:
+                    await services.limiter.release(key, window)
 
     @post(
         "/refresh",

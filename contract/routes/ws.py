@@ -72,7 +72,7 @@ class _Connection:
             return
         try:
             message = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # nested past the recursion limit
             await self.error("malformed_frame", "a frame is a JSON object {type, data}")
             return
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from litestar import Litestar, Response, Router, delete, get, put
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, ValidationException
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.status_codes import HTTP_409_CONFLICT
 from litestar.types import ControllerRouterHandler, Guard
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -24,6 +25,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+from ops.gateway.routing import RoutingBlocked
 
 if TYPE_CHECKING:
     from ops.gateway.proxy import Gateway
@@ -84,6 +87,41 @@ class GatewayMetrics:
             "WebSockets closed with 1012 because a weight change moved their client",
             registry=self.registry,
         )
+        self.writes = Counter(
+            "gateway_writes",
+            "Mirrorable writes the client's backend accepted (each is mirrored or kept)",
+            ("route",),
+            registry=self.registry,
+        )
+        self.writes_mirrored = Counter(
+            "gateway_writes_mirrored",
+            "Writes delivered to the other backend, at once or replayed from the outbox",
+            ("target",),
+            registry=self.registry,
+        )
+        self.mirror_failed = Counter(
+            "gateway_mirror_failed",
+            "Mirrors not delivered at once: kept in the outbox",
+            ("target",),
+            registry=self.registry,
+        )
+        self.outbox_retried = Counter(
+            "gateway_outbox_retried",
+            "Replays of outbox entries",
+            ("target",),
+            registry=self.registry,
+        )
+        self.outbox_pending = Gauge(
+            "gateway_outbox_pending",
+            "Writes waiting in the outbox to be mirrored",
+            ("target",),
+            registry=self.registry,
+        )
+        self.outbox_dead = Gauge(
+            "gateway_outbox_dead",
+            "Mirrors the target refused for good (kept for the operator)",
+            registry=self.registry,
+        )
 
 
 class ModeChange(msgspec.Struct, forbid_unknown_fields=True):
@@ -92,6 +130,8 @@ class ModeChange(msgspec.Struct, forbid_unknown_fields=True):
     mode: str | None = None
     primary: str | None = None
     weight: int | None = None
+    # The operator's override of the routing guards (e.g. a non-empty outbox).
+    force: bool = False
 
 
 def admin_guard(token: str) -> Guard:
@@ -108,12 +148,17 @@ def admin_guard(token: str) -> Guard:
 
 
 def build_admin_app(
-    token: str, gateway: Gateway, extra: Sequence[ControllerRouterHandler] = ()
+    token: str,
+    gateway: Gateway,
+    extra: Sequence[ControllerRouterHandler] = (),
+    public: Sequence[ControllerRouterHandler] = (),
 ) -> Litestar:
     """The admin app: state, mode changes, the diff table and the metrics.
 
     `extra` handlers (the canary's, the outbox's) are mounted under /admin with the same token
     guard as the rest, so their paths are relative (`/canary` answers at /admin/canary).
+    `public` handlers are mounted at the root without the guard: only what holds no data (the
+    console's page, which asks for the token itself).
     """
 
     @get("/state")
@@ -127,7 +172,11 @@ def build_admin_app(
         primary = data.primary if data.primary is not None else now.primary
         weight = data.weight if data.weight is not None else now.weight
         try:
-            gateway.controller.set(mode, primary, weight)  # type: ignore[arg-type]
+            gateway.controller.set(mode, primary, weight, force=data.force)  # type: ignore[arg-type]
+        except RoutingBlocked as exc:
+            raise HTTPException(
+                f"routing not changed: {exc}", status_code=HTTP_409_CONFLICT
+            ) from None
         except ValueError as exc:
             raise ValidationException(
                 str(exc),
@@ -163,6 +212,7 @@ def build_admin_app(
                 guards=[admin_guard(token)],
             ),
             metrics,
+            *public,
         ],
         openapi_config=None,
         logging_config=None,

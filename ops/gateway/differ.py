@@ -230,9 +230,13 @@ def differences(
     left = field_tree(primary, route, rules)
     right = field_tree(candidate, route, rules)
     found: dict[str, Kind] = {}
+    # The rules that apply, per normalised path: a list's items share one (fnmatch is costly).
+    rules_for: dict[str, list[Rule]] = {}
     for path in left.keys() | right.keys():
         key = normalise(path)
-        matching = [rule for rule in rules if rule.applies(route, key)]
+        matching = rules_for.get(key)
+        if matching is None:
+            matching = rules_for[key] = [rule for rule in rules if rule.applies(route, key)]
         if any(rule.ignores for rule in matching):
             continue
         a, b = left.get(path, _MISSING), right.get(path, _MISSING)
@@ -460,7 +464,14 @@ class Differ:
             again = asyncio.create_task(self._ask(job.primary, job.request))
         try:
             primary = await asyncio.wait_for(asyncio.shield(job.answer), self.timeout)
-        except (TimeoutError, asyncio.CancelledError):
+        except TimeoutError:
+            primary = None
+        except asyncio.CancelledError:
+            # The proxy cancels the answer when it had none; the worker's own cancellation
+            # (Differ.stop) must go through, or stop() waits for it forever.
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
             primary = None
         candidate = await asked
         second = await again if again is not None else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import random
 import secrets
 import time
 import urllib.parse
@@ -37,6 +38,9 @@ from ops.gateway.routing import (
     is_shadowed_read,
     other,
 )
+from ops.gateway.upstream import UpstreamClient
+from ops.gateway.window import AnswerWindow
+from ops.gateway.writes import WriteMirror
 
 HOP_BY_HOP = frozenset(
     {
@@ -52,7 +56,7 @@ HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-# httpx hands over decoded bodies, so the encoding header must not travel with them.
+# The upstream client hands over decoded bodies, so the encoding header must not travel with them.
 DROPPED_ANSWER_HEADERS = HOP_BY_HOP | {"content-encoding"}
 UPSTREAM_HEADER = b"x-gateway-upstream"
 WS_SERVICE_RESTART = 1012
@@ -159,15 +163,12 @@ class Gateway:
         self.controller = controller
         self.templates = templates
         self.metrics = metrics
-        timeout = httpx.Timeout(config.read_timeout, connect=config.connect_timeout)
-        limits = httpx.Limits(
-            max_connections=config.max_connections,
-            max_keepalive_connections=config.max_connections,
-            keepalive_expiry=30.0,
-        )
         self.clients = {
-            name: httpx.AsyncClient(
-                base_url=url, timeout=timeout, limits=limits, http1=True, http2=False
+            name: UpstreamClient(
+                url,
+                connect_timeout=config.connect_timeout,
+                read_timeout=config.read_timeout,
+                max_connections=config.max_connections,
             )
             for name, url in config.upstreams.items()
         }
@@ -176,16 +177,25 @@ class Gateway:
         controller.listen(self.sockets.on_routing)
         self.counts: dict[str, int] = dict.fromkeys(UPSTREAMS, 0)
         self.retries = 0
+        # Set by the process that serves the gateway (ops/gateway/__main__.py), like the differ.
+        self.writes: WriteMirror | None = None
+        # The canary's measurements per upstream, and its differ for the sample of prod's reads
+        # also sent to the mock; both in use only while a canary runs (ops/gateway/canary.py).
+        self.window = AnswerWindow()
+        self.canary_differ: Differ | None = None
+        self.canary_mirror_share = 0.0
 
     async def aclose(self) -> None:
         await self.differ.stop()
+        if self.writes is not None:
+            await self.writes.outbox.stop()
         for client in self.clients.values():
             await client.aclose()
 
     def describe(self) -> dict[str, Any]:
         """What GET /admin/state answers."""
         routing = self.controller.routing
-        return {
+        described: dict[str, Any] = {
             "mode": routing.mode,
             "primary": routing.primary,
             "candidate": routing.candidate,
@@ -202,17 +212,17 @@ class Gateway:
                 },
             },
         }
+        if self.writes is not None:
+            described["outbox"] = self.writes.describe()
+        return described
 
     async def forward(self, upstream: Upstream, request: RequestCopy) -> Answer:
-        """Send a request to one upstream and read its whole answer."""
-        response = await self.clients[upstream].request(
-            request.method, request.path, headers=list(request.headers), content=request.body
+        """Send a request to one upstream and read its whole answer (httpx.TransportError when
+        it cannot: ConnectError/ConnectTimeout when nothing reached the upstream)."""
+        status, headers, body = await self.clients[upstream].request(
+            request.method, request.path, list(request.headers), request.body
         )
-        return Answer(
-            status=response.status_code,
-            headers=tuple((k.lower(), v) for k, v in response.headers.multi_items()),
-            body=response.content,
-        )
+        return Answer(status=status, headers=headers, body=body)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -249,13 +259,22 @@ class Gateway:
             body=b"".join(chunks),
         )
         candidate = routing.candidate
+        served_by, differ = routing.primary, self.differ
+        if (
+            self.canary_differ is not None
+            and upstream == "prod"
+            and routing.mode == "canary"
+            and random.random() < self.canary_mirror_share
+        ):
+            # The canary's mirrored sample: prod answers, the mock's answer is compared with it.
+            candidate, served_by, differ = "mock", "prod", self.canary_differ
         shadowed: asyncio.Future[Answer] | None = None
         if candidate is not None and is_shadowed_read(method, route):
-            # Writes are not mirrored here: the writes slice sends them synchronously to the
-            # other backend (with the durable outbox) before answering.
+            # Writes are never copied here: mirrorable ones go synchronously to the other
+            # backend below (self.writes), with the durable outbox.
             shadowed = asyncio.get_running_loop().create_future()
-            job = ShadowJob(request, routing.primary, candidate, shadowed)
-            if not self.differ.offer(job):
+            job = ShadowJob(request, served_by, candidate, shadowed)
+            if not differ.offer(job):
                 shadowed = None
         started = time.perf_counter()
         answer: Answer | None = None
@@ -263,6 +282,7 @@ class Gateway:
             answer = await self.forward(upstream, request)
         except CONNECT_FAILURES:
             self.metrics.upstream_errors.labels(upstream=upstream, route=route).inc()
+            self.window.connect_failure(upstream)
             if method in IDEMPOTENT:
                 retry_on = other(upstream)
                 self.retries += 1
@@ -271,8 +291,17 @@ class Gateway:
                 with contextlib.suppress(httpx.TransportError):
                     answer = await self.forward(upstream, request)
         except httpx.TransportError:
-            # The upstream may have acted on it: never retried, the client decides.
+            # The upstream may have acted on it (it died mid-answer: a SIGKILLed prod): only an
+            # idempotent request, which may run twice, goes to the other backend; a POST never.
             self.metrics.upstream_errors.labels(upstream=upstream, route=route).inc()
+            self.window.connect_failure(upstream)  # no answer: a failure in the canary's figures
+            if method in IDEMPOTENT:
+                retry_on = other(upstream)
+                self.retries += 1
+                self.metrics.retries.labels(failed=upstream, retried_on=retry_on, route=route).inc()
+                upstream = retry_on
+                with contextlib.suppress(httpx.TransportError):
+                    answer = await self.forward(upstream, request)
         elapsed = time.perf_counter() - started
         if answer is None:
             answer = Answer(
@@ -285,8 +314,13 @@ class Gateway:
             upstream=upstream, route=route, method=method, status_class=f"{answer.status // 100}xx"
         ).inc()
         self.metrics.latency.labels(upstream=upstream, route=route).observe(elapsed)
+        self.window.record(upstream, answer.status, elapsed)
+        if self.writes is not None:
+            # Before the client hears of it: an acknowledged write is on both backends or in
+            # the outbox on disk.
+            await self.writes.after(request, upstream, answer)
         if shadowed is not None:
-            if answer.status != 502 and upstream == routing.primary:
+            if answer.status != 502 and upstream == served_by:
                 shadowed.set_result(answer)
             else:
                 shadowed.cancel()

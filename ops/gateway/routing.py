@@ -30,10 +30,20 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 CLIENT_COOKIE = "cutover_client"
 OTHER_ROUTE = "other"
 
-# Reads whose answer depends on per-user records. Until the writes slice mirrors writes to the
-# candidate, the candidate does not know these users, so copying their reads would only measure
-# that; the writes slice adds them to the shadowed reads once registrations are mirrored.
+# Reads whose answer depends on per-user records. Registrations and user writes are mirrored
+# (ops/gateway/writes.py), so the candidate knows the same users and these reads are compared.
 USER_STATE_PREFIXES = ("/api/v1/auth", "/api/v1/watchlists", "/api/v1/backtests")
+# The user-state reads shadow mode copies: plain GETs that change nothing. Everything else under
+# the prefixes is a write (mirrored, never copied) or rotates tokens (login, refresh).
+SHADOWED_USER_READS = frozenset(
+    {
+        "/api/v1/auth/me",
+        "/api/v1/watchlists",
+        "/api/v1/watchlists/{name}",
+        "/api/v1/backtests",
+        "/api/v1/backtests/{backtest_id}",
+    }
+)
 # POST routes that only read (a batch of quotes): copied like a GET.
 READ_POSTS = frozenset({"/api/v1/market-data/quotes"})
 
@@ -175,17 +185,30 @@ class RouteTemplates:
 def is_shadowed_read(method: str, template: str) -> bool:
     """Whether shadow mode copies this request to the candidate.
 
-    Only reads in this slice: writes are not mirrored yet (the writes slice mirrors them
-    synchronously, with the outbox); user-state reads wait for that (see USER_STATE_PREFIXES).
+    Only reads: writes are mirrored synchronously instead (ops/gateway/writes.py); of the
+    user-state routes only the GETs in SHADOWED_USER_READS.
     """
     if template in (OTHER_ROUTE, "/ws", "/api/v1/health", "/metrics"):
         return False
     if template.startswith(USER_STATE_PREFIXES):
-        return False
+        return method == "GET" and template in SHADOWED_USER_READS
     return method == "GET" or (method == "POST" and template in READ_POSTS)
 
 
 Listener = Callable[[Routing, Routing], None]
+# A guard sees (before, after) and answers why the change must not happen, or None.
+Guard = Callable[[Routing, Routing], str | None]
+
+
+class RoutingBlocked(Exception):  # noqa: N818 - the name the other modules agreed on
+    """A routing change a guard refused (e.g. the outbox still holds writes); says why."""
+
+
+def prod_share(routing: Routing) -> int:
+    """The % of clients prod answers under `routing` (shadow copies do not count)."""
+    if routing.mode == "canary":
+        return routing.weight
+    return 100 if routing.primary == "prod" else 0
 
 
 class RoutingController:
@@ -199,14 +222,34 @@ class RoutingController:
         self.store = store
         self.routing = Routing.from_state(store.load()) if store is not None else Routing()
         self._listeners: list[Listener] = []
+        self._guards: list[Guard] = []
 
     def listen(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def set(self, mode: Mode, primary: Upstream, weight: int) -> Routing:
-        """Change the routing now; persisted before any client sees it."""
+    def add_guard(self, guard: Guard) -> None:
+        self._guards.append(guard)
+
+    def blocked_reason(self, mode: Mode, primary: Upstream, weight: int) -> str | None:
+        """Why a guard would refuse this change now, or None when it would go through."""
+        after = Routing(mode, primary, weight)
+        for guard in self._guards:
+            reason = guard(self.routing, after)
+            if reason is not None:
+                return reason
+        return None
+
+    def set(self, mode: Mode, primary: Upstream, weight: int, *, force: bool = False) -> Routing:
+        """Change the routing now; persisted before any client sees it.
+
+        RoutingBlocked when a guard objects, unless `force` (the operator's override).
+        """
         if mode not in MODES or primary not in UPSTREAMS or not 0 <= weight <= 100:
             raise ValueError(f"bad routing: mode={mode!r} primary={primary!r} weight={weight!r}")
+        if not force:
+            reason = self.blocked_reason(mode, primary, weight)
+            if reason is not None:
+                raise RoutingBlocked(reason)
         before, after = self.routing, Routing(mode, primary, weight)
         if self.store is not None:
 

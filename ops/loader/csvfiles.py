@@ -193,7 +193,12 @@ def parse_file(path: Path, name: str, adjusted: bool = False) -> ParsedFile:
     except OSError as exc:
         return ParsedFile(name, None, None, problems=[Problem("unreadable", str(exc), file=name)])
     reader = csv.reader(io.StringIO(raw.decode("utf-8", errors="replace"), newline=""))
-    numbered = [(reader.line_num, row) for row in reader if not _is_blank(row)]
+    try:
+        numbered = [(reader.line_num, row) for row in reader if not _is_blank(row)]
+    except csv.Error as exc:  # e.g. a field over the csv module's limit: no CSV we can trust
+        detail = f"not readable as CSV at line {reader.line_num}: {exc}; the file is skipped"
+        problem = Problem("unreadable", detail, name, reader.line_num, rows=0)
+        return ParsedFile(name, None, None, problems=[problem])
     if not numbered:
         return ParsedFile(
             name, None, None, problems=[Problem("empty_file", "empty file", name, rows=0)]

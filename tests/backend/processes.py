@@ -111,11 +111,16 @@ def _spawn(
 
 
 def start_backend(
-    env: Mapping[str, str], workers: int = 2, admin: bool = True, healthy: bool = True
+    env: Mapping[str, str],
+    workers: int = 2,
+    admin: bool = True,
+    healthy: bool = True,
+    port: int | None = None,
 ) -> Running:
-    """`python -m backend` on free ports; waits for a 200 from /health (or any answer when
-    `healthy` is off: a backend whose database is down answers 503)."""
-    port = free_port()
+    """`python -m backend` on free ports (or `port`: a restart where clients expect it); waits
+    for a 200 from /health (or any answer when `healthy` is off: a backend whose database is
+    down answers 503)."""
+    port = port or free_port()
     admin_port = free_port() if admin else 0
     argv = [sys.executable, "-m", "backend", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--workers", str(workers), "--admin-port", str(admin_port)]

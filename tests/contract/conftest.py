@@ -8,7 +8,6 @@ through one client whose hook records the answers, so any test that saw a 5xx fa
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import pytest
 
 from contract.identity import ALGORITHM, DEMO_EMAIL, ISSUER, user_id_for
 from contract.types import Error, Health, TokenPair, UserEnvelope
+from ops import services
 
 T = TypeVar("T")
 
@@ -87,10 +87,7 @@ TRAFFIC = Traffic()
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return services.free_port()
 
 
 def _tail(path: Path, lines: int = 40) -> str:

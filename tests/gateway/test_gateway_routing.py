@@ -81,7 +81,12 @@ def test_shadow_copies_reads_only() -> None:
     assert is_shadowed_read("POST", "/api/v1/market-data/quotes")
     assert not is_shadowed_read("POST", "/api/v1/auth/login")
     assert not is_shadowed_read("PUT", "/api/v1/watchlists/{name}")
-    assert not is_shadowed_read("GET", "/api/v1/watchlists")  # user state: the writes slice
+    # User state is compared now that user writes are mirrored; token-rotating POSTs never.
+    assert is_shadowed_read("GET", "/api/v1/watchlists")
+    assert is_shadowed_read("GET", "/api/v1/auth/me")
+    assert is_shadowed_read("GET", "/api/v1/backtests/{backtest_id}")
+    assert not is_shadowed_read("POST", "/api/v1/auth/refresh")
+    assert not is_shadowed_read("DELETE", "/api/v1/auth/me")
     assert not is_shadowed_read("GET", "/ws")
 
 

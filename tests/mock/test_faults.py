@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,13 +12,13 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from ops import services
+
 ADMIN_TOKEN = "fault-test-admin-token"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return services.free_port()
 
 
 @dataclass

@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +32,6 @@ def env_values(env: Env) -> dict[str, str]:
 
 def pid_files(env: Env) -> list[str]:
     return sorted(p.stem for p in (Path(env["CUTOVER_VAR_DIR"]) / "run").glob("*.pid"))
-
-
-@pytest.fixture
-def scratch_url(postgres_server_url: str) -> Iterator[str]:
-    name = f"cutover_test_{secrets.token_hex(4)}"
-    databases.create_database(postgres_server_url, name)
-    try:
-        yield databases.with_database(postgres_server_url, name)
-    finally:
-        databases.drop_database(postgres_server_url, name)
 
 
 def test_a_set_database_url_that_answers_is_used_and_migrated(

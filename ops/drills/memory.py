@@ -1,0 +1,54 @@
+"""Memory of a drill's processes over time, and its slope by linear regression.
+
+A process is its recorded pid and every process of its group (prod's uvicorn workers,
+PostgreSQL's backends). What is summed is RssAnon, private anonymous memory: what a leak grows.
+Shared and file-backed pages (PostgreSQL's shared buffers, mapped libraries) are left out: they
+grow as caches warm and shrink under pressure, and are no leak.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _rss_anon_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return 0
+
+
+def group_members(leader: int) -> list[int]:
+    """The pids of `leader`'s process group (the leader included)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(entry.name) == leader or int(fields[2]) == leader:
+            members.append(int(entry.name))
+    return members
+
+
+def group_mb(leader: int) -> float:
+    """RssAnon of `leader`'s whole process group, in MB."""
+    return sum(_rss_anon_kb(pid) for pid in group_members(leader)) / 1024
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (x, y) points; 0 for fewer than two distinct x."""
+    if len(points) < 2:
+        return 0.0
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    if spread == 0:
+        return 0.0
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
