@@ -1,9 +1,10 @@
 """The gates of a load test, judged on Locust's in-process statistics, and the run's settings.
 
-For the operator reading `./start.sh loadtest`: a run passes when p95 overall and per route stay
-under the threshold, failures stay under their ratio, the achieved arrival rate reaches its share
-of the asked one, the load generator itself was not CPU-bound (then the figures would measure
-Locust, not the backend), WebSocket users were not disconnected, and at least one request was
+For the operator reading `./start.sh loadtest`: a run passes when p95 overall and per route (each
+route with at least MIN_ROUTE_SAMPLES requests) stay under the threshold, failures stay under
+their ratio, the achieved arrival rate reaches its share of the asked one, the load generator
+itself was not CPU-bound (then the figures would measure Locust, not the backend), WebSocket
+users were not disconnected, and at least one request was
 made. Thresholds come from the environment (`LOADTEST_*`, see env.example) or the CLI.
 
 This module never imports Locust (which monkey-patches the process on import), so the gate logic
@@ -28,6 +29,8 @@ import msgspec
 from contract.environment import SettingsError, env_float, env_int
 
 WS = "WS"
+# A route's own p95 is judged from this many requests on (fewer: only in the p95 overall).
+MIN_ROUTE_SAMPLES = 20
 # Setup and teardown of a simulated user, not the frontend's traffic: their latency is argon2's
 # by design, so they count for failures but not for latency or the arrival rate.
 SETUP_ROUTES = frozenset(
@@ -470,8 +473,20 @@ def evaluate(measured: Measured, config: GateConfig) -> list[Gate]:
                 config.p95_ms,
             )
         )
+    thin = [r for r in measured.routes if r.latency_gated and r.requests < MIN_ROUTE_SAMPLES]
+    if thin:
+        # A p95 of a handful of requests is their maximum: too few to judge a route on its own.
+        # They still count in the p95 overall above.
+        gates.append(
+            Gate(
+                "p95 of thin routes",
+                True,
+                f"not judged per route (< {MIN_ROUTE_SAMPLES} requests; counted in p95 overall): "
+                + ", ".join(f"{r.label} ({r.requests})" for r in thin),
+            )
+        )
     for route in measured.routes:
-        if not route.latency_gated:
+        if not route.latency_gated or route.requests < MIN_ROUTE_SAMPLES:
             continue
         p95 = route.p(0.95)
         gates.append(

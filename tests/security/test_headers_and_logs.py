@@ -10,7 +10,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.security.servers import API, Server, discard, new_account, start_gateway
+from tests.security.servers import API, Server, discard, fresh_address, new_account, start_gateway
 
 # Plain HTTP on loopback: no Strict-Transport-Security (browsers ignore it without TLS, and the
 # proxy that terminates TLS in front of a backend is where it belongs).
@@ -75,7 +75,8 @@ def test_a_cors_preflight_carries_them_too(backend: Server) -> None:
 def test_no_password_or_token_reaches_the_logs(backend: Server) -> None:
     account = new_account(backend, "secret-keeper")
     secrets = [account.password, account.access, account.refresh]
-    with httpx.Client(base_url=backend.url, timeout=30) as http:
+    headers = {"X-Forwarded-For": fresh_address()}
+    with httpx.Client(base_url=backend.url, timeout=30, headers=headers) as http:
         # Every way a secret travels: bodies, headers, a failed login, a refresh, a WS query.
         wrong = http.post(
             f"{API}/auth/login", json={"email": account.email, "password": account.password + "x"}

@@ -89,7 +89,19 @@ def test_a_healthy_run_passes_every_gate() -> None:
     names = [g.name for g in found]
     assert "p95 overall" in names
     assert f"p95 GET {QUOTE}" in names
-    assert "p95 WS /ws connect" in names
+    assert f"p95 GET {HISTORY}" in names
+    thin = next(g for g in found if g.name == "p95 of thin routes")
+    assert "WS /ws connect (2)" in thin.detail  # 2 connects: too few for a p95 of their own
+
+
+def test_a_route_is_judged_on_its_own_p95_only_with_enough_requests() -> None:
+    writes = "/api/v1/watchlists/[name]"
+    # 7 slow writes among 1,000 fast reads: their p95 would be their maximum; they count in the
+    # overall p95 (which stays fast) but are not judged alone.
+    few = [*healthy_routes(), route(writes, {150: 7}, method="PUT")]
+    assert failing(evaluate(measured(routes=few), GateConfig())) == []
+    many = [*healthy_routes(), route(writes, {150: gates.MIN_ROUTE_SAMPLES}, method="PUT")]
+    assert failing(evaluate(measured(routes=many), GateConfig())) == [f"p95 PUT {writes}"]
 
 
 def test_setup_and_push_intervals_are_not_gated_for_latency() -> None:
