@@ -1,0 +1,1 @@
+"""Rehearsed faults on a system of their own: `./start.sh drill NAME` (see catalog.py)."""

@@ -1,7 +1,7 @@
 """Memory of a drill's processes over time, and its slope by linear regression.
 
-A process is its recorded pid and every process of its group (prod's uvicorn workers,
-PostgreSQL's backends). What is summed is RssAnon, private anonymous memory: what a leak grows.
+A process is its recorded pid and every descendant (prod's uvicorn workers, PostgreSQL's
+backends). What is summed is RssAnon, private anonymous memory: what a leak grows.
 Shared and file-backed pages (PostgreSQL's shared buffers, mapped libraries) are left out: they
 grow as caches warm and shrink under pressure, and are no leak.
 """
@@ -21,9 +21,10 @@ def _rss_anon_kb(pid: int) -> int:
     return 0
 
 
-def group_members(leader: int) -> list[int]:
-    """The pids of `leader`'s process group (the leader included)."""
-    members = []
+def tree(leader: int) -> list[int]:
+    """`leader` and every descendant of it, by parent pid (PostgreSQL's backends leave its
+    process group, so the group alone would miss them)."""
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -31,14 +32,19 @@ def group_members(leader: int) -> list[int]:
             fields = (entry / "stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        if int(entry.name) == leader or int(fields[2]) == leader:
-            members.append(int(entry.name))
+        parents[int(entry.name)] = int(fields[1])
+    members, frontier = [leader], [leader]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        members += children
+        frontier += children
     return members
 
 
-def group_mb(leader: int) -> float:
-    """RssAnon of `leader`'s whole process group, in MB."""
-    return sum(_rss_anon_kb(pid) for pid in group_members(leader)) / 1024
+def tree_mb(leader: int) -> float:
+    """RssAnon of `leader` and its descendants, in MB."""
+    return sum(_rss_anon_kb(pid) for pid in tree(leader)) / 1024
 
 
 def slope(points: list[tuple[float, float]]) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +76,7 @@ class OtherWriters:
                     if answer.status_code == 202:
                         self.backtests.append(backtest)
                     else:
-                        self.failed.append(f"backtest {backtest}: {answer.status_code}")
+                        self.failed.append(f"POST backtests: {_refusal(answer)}")
                     answer = client.post(
                         f"{API}/auth/register",
                         json={"email": email, "password": password, "name": "Drill"},
@@ -83,9 +84,9 @@ class OtherWriters:
                     if answer.status_code == 201:
                         self.users[email] = password
                     else:
-                        self.failed.append(f"register {email}: {answer.status_code}")
+                        self.failed.append(f"POST register: {_refusal(answer)}")
                 except httpx.HTTPError as exc:
-                    self.failed.append(f"{backtest}: {type(exc).__name__}")
+                    self.failed.append(f"POST writes: {type(exc).__name__}")
                 time.sleep(0.25)
 
     def missing(self, base: str) -> list[str]:
@@ -103,6 +104,19 @@ class OtherWriters:
                 if answer.status_code != 200:
                     found.append(f"login {email}: {answer.status_code}")
         return found
+
+
+def _refusal(answer: httpx.Response) -> str:
+    return f"{answer.status_code} from {answer.headers.get('x-gateway-upstream', '?')}"
+
+
+def refusal_kinds(failed: list[str]) -> dict[str, int]:
+    """Refused writes by method, status and backend: `PUT 401 from mock` → how many."""
+    kinds: Counter[str] = Counter()
+    for line in failed:
+        method, _, rest = line.partition(" ")
+        kinds[f"{method} {rest.partition(': ')[2].partition(' {')[0]}"] += 1
+    return dict(kinds.most_common())
 
 
 def _second_user(base: str) -> str:
@@ -177,6 +191,7 @@ def run(stack: Stack, result: DrillResult, _options: DrillOptions) -> None:
         backtests=len(others.backtests),
         registrations=len(others.users),
         refused_or_failed=refused,
+        refused=refusal_kinds([*(f for w in lists for f in w.failed), *others.failed]),
         refused_examples=[*(f for w in lists for f in w.failed), *others.failed][:5],
         missing=len(missing),
         missing_examples=missing[:10],
@@ -190,7 +205,7 @@ def run(stack: Stack, result: DrillResult, _options: DrillOptions) -> None:
     result.observed += [
         f"{acknowledged} writes acknowledged ({result.figures['watchlists']} watchlists, "
         f"{len(others.backtests)} backtests, {len(others.users)} registrations), "
-        f"{refused} refused",
+        f"{refused} refused: {result.figures['refused']}",
         f"gateway: {counts.get('writes')} writes, {outbox.get('mirrored')} mirrored, "
         f"{outbox.get('retried')} outbox retries",
         f"{len(missing)} lost",

@@ -22,7 +22,9 @@ from ops.drills.outcome import DrillOptions, DrillResult
 from ops.drills.stack import API, DATA_SYMBOLS, Stack, StackError, demo_token
 from ops.state import now_iso
 
-INJECTED = "Redis stopped for 10 s under reads and writes, started again, then FLUSHALL"
+INJECTED = (
+    "Redis stopped for 10 s under reads and writes, started again; FLUSHALL with 5 backtests queued"
+)
 DOWN_S = 10.0
 BACKTESTS = 5
 SWEPT_WITHIN_S = 90.0
@@ -102,6 +104,9 @@ def run(stack: Stack, result: DrillResult, _options: DrillOptions) -> None:
 
     headers = {"Authorization": f"Bearer {token}"}
     ids = [f"drill-flush-{n}-{int(time.time())}" for n in range(BACKTESTS)]
+    # The worker stopped first, so the jobs are still queued in Redis when it is flushed: only
+    # the sweeper (rows queued, jobs gone) can bring them back.
+    stack.ok("stop", "worker")
     for backtest_id in ids:
         answer = httpx.post(
             f"{prod}{API}/backtests",
@@ -121,7 +126,6 @@ def run(stack: Stack, result: DrillResult, _options: DrillOptions) -> None:
         client.flushall()
     finally:
         client.close()
-    stack.say(f"  queued {BACKTESTS} backtests, then FLUSHALL")
     flushed_at = time.monotonic()
 
     def statuses() -> dict[str, str]:
@@ -129,6 +133,10 @@ def run(stack: Stack, result: DrillResult, _options: DrillOptions) -> None:
             i: httpx.get(f"{prod}{API}/backtests/{i}", headers=headers, timeout=10).json()["status"]
             for i in ids
         }
+
+    at_flush = statuses()
+    stack.say(f"  queued {BACKTESTS} backtests with the worker stopped, FLUSHALL: {at_flush}")
+    stack.ok("worker")
 
     with contextlib.suppress(StackError):  # the statuses below say what happened
         stack.wait(lambda: set(statuses().values()) == {"done"}, SWEPT_WITHIN_S, "backtests")
@@ -144,7 +152,8 @@ def run(stack: Stack, result: DrillResult, _options: DrillOptions) -> None:
         two_quotes_after_on_the_held_socket_s=held_after,
         two_quotes_after_on_a_new_socket_s=quote_after,
         seconds_until_health_ok=round(healthy, 2),
-        backtests_completed_after_flush=f"{done}/{BACKTESTS}",
+        backtests_at_flush=at_flush,
+        backtests_done_after_flush=f"{done}/{BACKTESTS}",
         seconds_to_complete_after_flush=round(swept, 1),
     )
     result.observed += [
@@ -173,6 +182,6 @@ def run(stack: Stack, result: DrillResult, _options: DrillOptions) -> None:
     )
     result.check(
         "no backtest lost to FLUSHALL",
-        done == BACKTESTS,
-        f"{final}",
+        done == BACKTESTS and set(at_flush.values()) == {"queued"},
+        f"at the flush {at_flush}; {swept:.0f} s later {final}",
     )

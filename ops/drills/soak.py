@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from ops.drills.clients import Readers
-from ops.drills.memory import group_mb, slope
+from ops.drills.memory import slope, tree_mb
 from ops.drills.outcome import DrillOptions, DrillResult
 from ops.drills.stack import DATA_SYMBOLS, Stack
 
@@ -68,7 +68,7 @@ def run(stack: Stack, result: DrillResult, options: DrillOptions) -> None:
             at = (time.monotonic() - began) / 60
             for name, pid in leaders.items():
                 if pid is not None:
-                    samples[name].append((at, group_mb(pid)))
+                    samples[name].append((at, tree_mb(pid)))
             time.sleep(SAMPLE_EVERY_S)
     warm = WARM_UP_S / 60
     slopes = {
@@ -82,6 +82,10 @@ def run(stack: Stack, result: DrillResult, options: DrillOptions) -> None:
     p95 = readers.p95_ms()
     achieved = total / seconds
     leaking = {name: s for name, s in slopes.items() if s > LEAK_MB_PER_MIN}
+    # p95 per 30 s, to tell a steady overload from a stall.
+    windows = [
+        readers.p95_ms(began + start, began + start + 30) for start in range(0, int(seconds), 30)
+    ]
     result.figures.update(
         knee_rate=measured,
         knee_steps=steps,
@@ -92,6 +96,7 @@ def run(stack: Stack, result: DrillResult, options: DrillOptions) -> None:
         failures=failures,
         error_rate=round(failures / total, 5) if total else None,
         p95_ms=p95,
+        p95_ms_per_30_s=windows,
         memory_mb_at_end=memory,
         slope_mb_per_min=slopes,
     )

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -52,7 +53,8 @@ PORTS = (
     "GATEWAY_ADMIN_PORT",
     "FRONTEND_PORT",
 )
-# A small data load: enough symbols and history for the frontend's reads, in seconds.
+# A small data load (seconds): every symbol the mock serves, so a mirrored read compares like
+# with like (prod without a symbol's history differs from the mock), two years of it.
 DATA_SYMBOLS = ",".join(SYMBOLS)
 Say = Callable[[str], None]
 
@@ -258,7 +260,7 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def running_stack(name: str, say: Say, *, worker: bool = True) -> Iterator[Stack]:
+def running_stack(name: str, say: Say) -> Iterator[Stack]:
     """db (embedded), a small data load, mock, prod, worker and the gateway in shadow."""
     # Enterable by others (0755): an embedded PostgreSQL started by root runs as another user.
     root = Path(tempfile.mkdtemp(prefix=f"cutover-drill-{name}-"))
@@ -270,12 +272,14 @@ def running_stack(name: str, say: Say, *, worker: bool = True) -> Iterator[Stack
         redis_port=int(env["EMBEDDED_REDIS_PORT"]),
         database=embedded.DEFAULT_DATABASE,
         role=embedded.DEFAULT_DATABASE,
-        system_user=embedded.DEFAULT_SYSTEM_USER,
+        system_user=env.get("EMBEDDED_SYSTEM_USER") or embedded.DEFAULT_SYSTEM_USER,
         postgres_port_fixed=True,
         redis_port_fixed=True,
     )
     stack = Stack(root, env, settings, config, say)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # SIGTERM stops the drill like Ctrl-C (only the main thread may set a handler).
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
     began = time.monotonic()
     try:
         say(f"bringing up the drill's system under {root} …")
@@ -283,12 +287,12 @@ def running_stack(name: str, say: Say, *, worker: bool = True) -> Iterator[Stack
         stack.ok("load-data", "--symbols", DATA_SYMBOLS, "--years", "2", "--intraday-days", "5")
         stack.ok("simple")
         stack.ok("prod")
-        if worker:
-            stack.ok("worker")
+        stack.ok("worker")
         stack.ok("shadow")
         say(f"system up in {time.monotonic() - began:.1f} s")
         yield stack
     finally:
         stack.close()
-        signal.signal(signal.SIGTERM, previous)
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(root, ignore_errors=True)
