@@ -97,6 +97,9 @@ async def take_dump(database_url: str, folder: Path) -> Path:
     process = await asyncio.create_subprocess_exec(
         binary,
         "--format=custom",
+        # Level 1: a quarter of the default's time for 10 % more bytes; the dump is taken while
+        # the operator waits to promote.
+        "--compress=1",
         "--no-owner",
         f"--file={partial}",
         f"--dbname={libpq_url(database_url)}",
