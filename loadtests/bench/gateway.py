@@ -58,6 +58,10 @@ NAME = "gateway"
 API = "/api/v1"
 TARGET_ADDED_P50_MS = 1.0
 TARGET_ADDED_P99_MS = 5.0
+# Shadow mode with a candidate slowed by 2 s: the primary's p95 may rise by at most 10 % over
+# shadow mode with a healthy candidate (the copies go through a bounded queue, never inline).
+SLOW_CANDIDATE_MS = 2000
+TARGET_SLOW_P95_RATIO = 1.10
 DEFAULT_DURATION_S = 15.0
 WARMUP_S = 2.0
 CAPACITY_S = 3.0
@@ -79,8 +83,10 @@ MIX: tuple[tuple[str, int], ...] = (
     ("insights", 1),
     ("opportunities", 1),
 )
+CANDIDATE_ADMIN_TOKEN = secrets.token_urlsafe(24)
 BACKEND_ENV = {
     "RATE_LIMIT_PER_MINUTE": "10000000",
+    "ADMIN_TOKEN": CANDIDATE_ADMIN_TOKEN,
     "LOG_LEVEL": "WARNING",
     "FAULT_LATENCY_MS": "0",
     "FAULT_ERROR_RATE": "0",
@@ -88,11 +94,12 @@ BACKEND_ENV = {
     "FAULT_REFUSE": "false",
 }
 Candidate = Literal["mock", "prod"]
-# The three cases, in the order they run.
-DIRECT, GATEWAY_DIRECT, GATEWAY_SHADOW = (
+# The cases, in the order they run.
+DIRECT, GATEWAY_DIRECT, GATEWAY_SHADOW, GATEWAY_SHADOW_SLOW = (
     "direct to the mock",
     "gateway, direct mode",
     "gateway, shadow mode",
+    "gateway, shadow mode, candidate slowed by 2 s",
 )
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -282,6 +289,7 @@ class Servers:
     mock: str
     mock_pid: int
     candidate: str
+    candidate_admin: str
     gateway: str
     gateway_pid: int
     gateway_admin: str
@@ -290,11 +298,14 @@ class Servers:
 
 @contextlib.contextmanager
 def _candidate(
-    settings: OpsSettings, candidate: Candidate, console: Console
+    settings: OpsSettings, candidate: Candidate, console: Console, admin_port: int
 ) -> Iterator[services.StartResult]:
     if candidate == "mock":
         spec = services.mock_spec(
-            settings, name="bench-gateway-candidate", port=services.free_port(), admin_port=0
+            settings,
+            name="bench-gateway-candidate",
+            port=services.free_port(),
+            admin_port=admin_port,
         )
         with services.temporary_service(settings, spec, env=BACKEND_ENV) as started:
             yield started
@@ -315,7 +326,7 @@ def _candidate(
             "bench-gateway-prod",
             "backend",
             services.free_port(),
-            *("--workers", "1", "--admin-port", "0"),
+            *("--workers", "1", "--admin-port", str(admin_port)),
         )
         env = {
             **BACKEND_ENV,
@@ -335,13 +346,15 @@ def servers(settings: OpsSettings, candidate: Candidate, console: Console) -> It
         settings, name="bench-gateway-mock", port=services.free_port(), admin_port=0
     )
     port, admin_port = services.free_port(), services.free_port()
+    candidate_admin_port = services.free_port()  # the slow case sets its latency at run time
     token = secrets.token_urlsafe(24)
     with (
         tempfile.TemporaryDirectory(prefix="bench-gateway-") as var,
         services.temporary_service(settings, mock, env=BACKEND_ENV) as mock_started,
-        _candidate(settings, candidate, console) as candidate_started,
+        _candidate(settings, candidate, console, candidate_admin_port) as candidate_started,
     ):
         mock_url, candidate_url = str(mock_started.record.url), str(candidate_started.record.url)
+        candidate_admin = settings.url(candidate_admin_port)
         gateway = services.app_spec(
             settings,
             "bench-gateway",
@@ -364,6 +377,7 @@ def servers(settings: OpsSettings, candidate: Candidate, console: Console) -> It
                 mock=mock_url,
                 mock_pid=mock_started.record.pid,
                 candidate=candidate_url,
+                candidate_admin=candidate_admin,
                 gateway=str(gateway_started.record.url),
                 gateway_pid=gateway_started.record.pid,
                 gateway_admin=settings.url(admin_port),
@@ -380,6 +394,17 @@ def set_mode(run: Servers, mode: str) -> None:
     )
     if answer.status_code != 200:
         raise BenchError(f"the gateway refused mode {mode}: {answer.status_code} {answer.text}")
+
+
+def slow_candidate(run: Servers, latency_ms: int) -> None:
+    answer = httpx.put(
+        f"{run.candidate_admin}/admin/faults",
+        json={"latency_ms": latency_ms},
+        headers={"Authorization": f"Bearer {CANDIDATE_ADMIN_TOKEN}"},
+        timeout=10,
+    )
+    if answer.status_code != 200:
+        raise BenchError(f"the candidate refused a latency of {latency_ms} ms: {answer.text}")
 
 
 def shadow_counts(run: Servers) -> dict[str, int]:
@@ -418,6 +443,7 @@ class Case:
     achieved_rate: float
     p50_ms: float
     p90_ms: float
+    p95_ms: float
     p99_ms: float
     max_ms: float
     send_lag_p99_ms: float
@@ -436,7 +462,7 @@ def _case(
     shadow: dict[str, int] | None = None,
 ) -> Case:
     latencies = np.asarray(window.latencies, dtype=np.float64) * 1000
-    p50, p90, p99 = np.percentile(latencies, [50, 90, 99])
+    p50, p90, p95, p99 = np.percentile(latencies, [50, 90, 95, 99])
     count = int(latencies.size)
     return Case(
         name=name,
@@ -446,6 +472,7 @@ def _case(
         achieved_rate=round(count / window.wall, 1),
         p50_ms=round(float(p50), 3),
         p90_ms=round(float(p90), 3),
+        p95_ms=round(float(p95), 3),
         p99_ms=round(float(p99), 3),
         max_ms=round(float(latencies.max()), 3),
         send_lag_p99_ms=round(float(np.percentile(window.lags, 99)) * 1000, 3),
@@ -518,9 +545,22 @@ class BenchResult:
             and added["p99_ms"] <= TARGET_ADDED_P99_MS
         )
 
+    def slow_ratio(self) -> float:
+        """The primary's p95 with a candidate slowed by 2 s over its p95 with a healthy one."""
+        healthy = self.case(GATEWAY_SHADOW).p95_ms
+        return round(self.case(GATEWAY_SHADOW_SLOW).p95_ms / healthy, 3) if healthy else 0.0
+
     def to_json(self) -> dict[str, Any]:
         document = asdict(self)
-        document["added"] = {name: self.added(name) for name in (GATEWAY_DIRECT, GATEWAY_SHADOW)}
+        document["added"] = {
+            name: self.added(name) for name in (GATEWAY_DIRECT, GATEWAY_SHADOW, GATEWAY_SHADOW_SLOW)
+        }
+        document["slow_candidate"] = {
+            "p95_ms_healthy_candidate": self.case(GATEWAY_SHADOW).p95_ms,
+            "p95_ms_slow_candidate": self.case(GATEWAY_SHADOW_SLOW).p95_ms,
+            "ratio": self.slow_ratio(),
+            "target_ratio": TARGET_SLOW_P95_RATIO,
+        }
         document["targets"] = {
             "direct_mode_added_p50_ms": TARGET_ADDED_P50_MS,
             "direct_mode_added_p99_ms": TARGET_ADDED_P99_MS,
@@ -559,12 +599,13 @@ async def measure(
         (DIRECT, run.mock, None),
         (GATEWAY_DIRECT, run.gateway, "direct"),
         (GATEWAY_SHADOW, run.gateway, "shadow"),
+        (GATEWAY_SHADOW_SLOW, run.gateway, "shadow-slow"),
     )
     pools = {name: Pool("127.0.0.1", _port(url), MAX_CONNECTIONS) for name, url, _ in cases}
     tallies = {name: Tally() for name, _, _ in cases}
     for name, _, mode in cases:
         if mode is not None:
-            set_mode(run, mode)
+            set_mode(run, "shadow" if mode == "shadow-slow" else mode)
         await open_loop(pools[name], warmup, rate)
     rounds = max(1, min(ROUNDS, len(paths)))
     console.print(
@@ -574,14 +615,19 @@ async def measure(
     for index in range(rounds):
         part = paths[index * len(paths) // rounds : (index + 1) * len(paths) // rounds]
         for name, _, mode in cases:
+            shadowing = mode in ("shadow", "shadow-slow")
             if mode is not None:
-                set_mode(run, mode)
-            if mode == "shadow":
+                set_mode(run, "shadow" if shadowing else mode)
+            if shadowing:
                 wait_drained(run)
                 before = shadow_counts(run)
+            if mode == "shadow-slow":
+                slow_candidate(run, SLOW_CANDIDATE_MS)
             gateway_cpu, mock_cpu = cpu_seconds(run.gateway_pid), cpu_seconds(run.mock_pid)
             window = await open_loop(pools[name], part, rate)
-            if mode == "shadow":
+            if mode == "shadow-slow":
+                slow_candidate(run, 0)  # the copies still queued then go fast
+            if shadowing:
                 wait_drained(run)  # its copies' work belongs to this case
                 after = shadow_counts(run)
                 tallies[name].add_shadow({k: v - before.get(k, 0) for k, v in after.items()})
@@ -622,7 +668,12 @@ def run(
     )
 
 
-LABELS = {DIRECT: "mock", GATEWAY_DIRECT: "gateway direct", GATEWAY_SHADOW: "gateway shadow"}
+LABELS = {
+    DIRECT: "mock",
+    GATEWAY_DIRECT: "gateway direct",
+    GATEWAY_SHADOW: "gateway shadow",
+    GATEWAY_SHADOW_SLOW: "shadow, slow candidate",
+}
 
 
 def render(result: BenchResult) -> Table:
@@ -709,6 +760,13 @@ def main(argv: list[str] | None = None) -> int:
     console.print(
         f"direct mode adds {added['p50_ms']:+.2f} ms at p50 (target ≤ {TARGET_ADDED_P50_MS:g}) "
         f"and {added['p99_ms']:+.2f} ms at p99 (target ≤ {TARGET_ADDED_P99_MS:g})"
+    )
+    ratio = result.slow_ratio()
+    console.print(
+        f"a candidate slowed by {SLOW_CANDIDATE_MS / 1000:g} s: the primary's p95 "
+        f"{result.case(GATEWAY_SHADOW_SLOW).p95_ms:.2f} ms against "
+        f"{result.case(GATEWAY_SHADOW).p95_ms:.2f} ms with a healthy one (× {ratio:.3f}; "
+        f"target ≤ × {TARGET_SLOW_P95_RATIO:g})"
     )
     path = report_path(settings)
     write_atomic(path, (json.dumps(result.to_json(), indent=2) + "\n").encode())

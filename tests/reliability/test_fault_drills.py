@@ -8,7 +8,7 @@ import pytest
 
 from tests.reliability.drills import broken, drilled
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = [pytest.mark.timeout(420), pytest.mark.drill]
 
 
 def test_prod_killed_during_a_canary_sends_its_share_back_with_no_failed_read() -> None:

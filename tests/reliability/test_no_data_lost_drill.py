@@ -7,7 +7,7 @@ import pytest
 
 from tests.reliability.drills import broken, drilled
 
-pytestmark = pytest.mark.timeout(480)
+pytestmark = [pytest.mark.timeout(480), pytest.mark.drill]
 
 
 def test_no_acknowledged_write_is_lost_across_the_cutover_and_its_faults() -> None:
