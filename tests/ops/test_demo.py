@@ -11,11 +11,15 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from ops import services
 from ops.frontend_env import frontend_target
 from ops.state import pid_alive
 from tests.conftest import Env, run_cli
 from tests.ops.conftest import recorded_pids
+
+pytestmark = pytest.mark.demo
 
 STAGES = (
     "setup",
